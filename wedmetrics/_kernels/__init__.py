@@ -1,0 +1,44 @@
+"""Private kernels: the compiled core or its pure-Python twin, chosen once.
+
+``WEDMETRICS_PUREPYTHON=1`` forces the reference implementation.  A missing
+or broken extension falls back to it with a warning, unless
+``WEDMETRICS_REQUIRE_EXT=1``, which turns that into an ImportError.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+
+from . import _core_ref, _sketch_ref
+
+_force_pure = os.environ.get("WEDMETRICS_PUREPYTHON", "") not in ("", "0")
+_require = os.environ.get("WEDMETRICS_REQUIRE_EXT", "") not in ("", "0")
+
+HAVE_COMPILED = False
+if not _force_pure:
+    try:
+        from . import _core as _compiled  # type: ignore[attr-defined]
+    except ImportError as exc:
+        if _require:
+            raise ImportError(
+                "WEDMETRICS_REQUIRE_EXT is set but the compiled core did not import: "
+                f"{exc}") from exc
+        warnings.warn(f"wedmetrics: compiled core unavailable ({exc}); using the pure-Python "
+                      "reference, which is much slower", RuntimeWarning, stacklevel=2)
+    else:
+        HAVE_COMPILED = True
+
+if HAVE_COMPILED:
+    Sketch = _compiled.Sketch
+    Core = _compiled.Core
+    Handle = _compiled.Handle
+else:
+    Sketch = _sketch_ref.Sketch
+    Core = _core_ref.Core
+    Handle = _core_ref.Handle
+
+from ._core_ref import (BAD_TS, BAD_VALUE, LATE, NEGATIVE_INCREMENT, OK,  # noqa: E402
+                        REASONS, UNKNOWN_SERIES)
+
+__all__ = ["HAVE_COMPILED", "Sketch", "Core", "Handle", "OK", "LATE", "BAD_VALUE", "BAD_TS",
+           "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "REASONS"]
