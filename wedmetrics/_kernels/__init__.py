@@ -6,6 +6,7 @@ or broken extension falls back to it with a warning, unless
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import warnings
 
@@ -17,6 +18,8 @@ _require = os.environ.get("WEDMETRICS_REQUIRE_EXT", "") not in ("", "0")
 HAVE_COMPILED = False
 if not _force_pure:
     try:
+        if importlib.util.find_spec(__name__ + "._core") is None:
+            raise ImportError("the extension wedmetrics._kernels._core was not built")
         from . import _core as _compiled  # type: ignore[attr-defined]
     except ImportError as exc:
         if _require:

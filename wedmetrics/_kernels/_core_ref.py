@@ -12,6 +12,7 @@ Everything is indexed in bucket units: a bucket of width ``w`` has index
 from __future__ import annotations
 
 import bisect
+import numbers
 import math
 import threading
 
@@ -493,10 +494,12 @@ class Handle:
         """Record ``value`` at ``ts`` (default: the engine clock's now)."""
         core = self._core
         try:
+            if isinstance(value, (str, bytes, bool)) or value is None:
+                raise TypeError
             v = float(value)
             t = self._clock.now() if ts is None else float(ts)
         except (TypeError, ValueError):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if not isinstance(value, numbers.Real) or isinstance(value, bool):
                 bad = f"value must be a real number, got {type(value).__name__}"
             else:
                 bad = f"timestamp must be a number, got {type(ts).__name__}"

@@ -214,6 +214,8 @@ class Sketch:
     @property
     def alpha(self) -> float:
         """Relative accuracy currently guaranteed (degrades with collapses)."""
+        if self.collapses == 0:
+            return self.base_alpha
         g = math.exp(self._log_gamma * float(1 << self.collapses))
         return (g - 1.0) / (g + 1.0)
 

@@ -1,0 +1,53 @@
+"""wedmetrics: embeddable real-time metrics with wedding-aware alerting.
+
+Record points in-process, query multi-resolution windows with percentiles,
+evaluate alert rules, notify people and flush rollups to a store.
+
+>>> import wedmetrics as wm
+>>> engine = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+>>> engine.series("api.latency").record(0.25)
+>>> engine.query("api.latency", last="5m").max
+0.25
+"""
+from __future__ import annotations
+
+from importlib import import_module
+
+from ._kernels import HAVE_COMPILED, Sketch
+from .aggregation import AggregationEngine, Columns, WindowStats
+from .buckets import BucketBatch, SeriesKey
+from .clock import Clock, ManualClock, WallClock, parse_duration
+from .engine import IngestResult, MetricsEngine, SeriesHandle
+from .errors import (CardinalityError, InvalidPointError, LatePointError, UnknownSeriesError,
+                     WedmetricsError)
+
+__version__ = "0.1.0"
+
+# Heavier parts load on first use so that `import wedmetrics` stays light.
+_LAZY = {
+    "MemoryBackend": "wedmetrics.storage",
+    "SQLiteBackend": "wedmetrics.storage",
+    "TimescaleBackend": "wedmetrics.storage",
+    "StorageBackend": "wedmetrics.storage",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'wedmetrics' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(list(globals()) + list(_LAZY))
+
+
+__all__ = [
+    "HAVE_COMPILED", "Sketch", "AggregationEngine", "Columns", "WindowStats", "BucketBatch",
+    "SeriesKey", "Clock", "ManualClock", "WallClock", "parse_duration", "IngestResult",
+    "MetricsEngine", "SeriesHandle", "CardinalityError", "InvalidPointError", "LatePointError",
+    "UnknownSeriesError", "WedmetricsError", *_LAZY,
+]

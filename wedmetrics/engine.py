@@ -1,0 +1,384 @@
+"""MetricsEngine: the registry of series, the recording API and its lifecycle."""
+from __future__ import annotations
+
+import math
+import threading
+from collections import namedtuple
+
+import numpy as np
+
+from . import _kernels
+from .aggregation import AggregationEngine, Columns, WindowStats
+from .buckets import BucketBatch
+from .clock import Clock, WallClock, parse_duration
+from .errors import InvalidPointError, LatePointError, UnknownSeriesError
+from .series import SeriesRegistry
+
+__all__ = ["MetricsEngine", "IngestResult", "DEFAULT_RESOLUTIONS", "DEFAULT_RETENTION"]
+
+DEFAULT_RESOLUTIONS = ("1s", "1m", "5m", "1h")
+#: In-memory retention per resolution; storage keeps the long history.
+DEFAULT_RETENTION = {"1s": "10m", "1m": "6h", "5m": "1d", "1h": "7d"}
+
+IngestResult = namedtuple(
+    "IngestResult", "accepted late invalid_value invalid_timestamp unknown_series")
+IngestResult.__doc__ = "Outcome counts of one ``record_many`` call."
+
+
+class MetricsEngine:
+    """Records points in-process and answers multi-resolution window queries.
+
+    Parameters
+    ----------
+    clock : Clock, optional
+        Source of "now" (default: the wall clock).  Use
+        :class:`~wedmetrics.ManualClock` for tests and replays.
+    storage : StorageBackend, optional
+        Where closed buckets go; a background flusher writes them in batches.
+    resolutions : sequence of str or float
+        Bucket widths, finest first, each a whole multiple of the previous.
+    retention : dict, optional
+        In-memory retention per resolution, e.g. ``{"1s": "10m"}``; the rest
+        keep :data:`DEFAULT_RETENTION` (or 100 buckets for other widths).
+    lateness : float or str
+        How long a bucket stays open after its end (default 5 s).
+    alpha : float
+        Relative error of percentiles (default 1 %).
+    max_bins : int
+        Bins bound of each sketch; beyond it the sketch collapses and
+        reports its degraded alpha.
+    invalid : {"raise", "drop"}
+        NaN/inf values, wrong types and negative counter increments raise
+        :class:`~wedmetrics.errors.InvalidPointError` or are counted drops.
+    late : {"drop", "raise"}
+        Points for closed buckets are counted (``late`` in :meth:`stats`) or
+        raise :class:`~wedmetrics.errors.LatePointError`.
+    max_series_per_name, cardinality :
+        Cap on label sets per metric name and what happens beyond it
+        (``"raise"`` a :class:`~wedmetrics.errors.CardinalityError`, or
+        ``"drop"``: counted, the point is ignored).
+    max_future : float or str, optional
+        Points more than this ahead of the clock are refused as invalid
+        timestamps.  Default: 5 minutes with the wall clock, unlimited
+        with other clocks (replays are ahead of a manual clock by design).
+
+    Examples
+    --------
+    >>> import wedmetrics as wm
+    >>> engine = wm.MetricsEngine(clock=wm.ManualClock(1000.0))
+    >>> h = engine.series("api.latency", labels={"route": "/photos"})
+    >>> for v in (0.1, 0.2, 0.3):
+    ...     h.record(v)
+    >>> engine.query(h, last="1m").count
+    3
+    """
+
+    def __init__(self, *, clock: Clock | None = None, storage=None,
+                 resolutions=DEFAULT_RESOLUTIONS, retention: dict | None = None,
+                 lateness="5s", alpha: float = 0.01, max_bins: int = 2048,
+                 invalid: str = "raise", late: str = "drop",
+                 max_series_per_name: int = 10_000, cardinality: str = "raise",
+                 max_future=None, flush_interval: float = 1.0,
+                 flush_options: dict | None = None) -> None:
+        if invalid not in ("raise", "drop"):
+            raise ValueError(f"invalid policy must be 'raise' or 'drop', got {invalid!r}")
+        if late not in ("drop", "raise"):
+            raise ValueError(f"late policy must be 'drop' or 'raise', got {late!r}")
+        self.clock = clock if clock is not None else WallClock()
+        if not isinstance(self.clock, Clock) and not callable(getattr(self.clock, "now", None)):
+            raise TypeError(f"clock must have a now() method, got {clock!r}")
+        self.invalid = invalid
+        self.late = late
+        widths = [parse_duration(r) for r in resolutions]
+        names = [_resolution_name(w) for w in widths]
+        keep = _retention_counts(names, widths, retention or {})
+        self.lateness = parse_duration(lateness)
+        self._core = _kernels.Core(widths, keep, self.lateness, alpha, max_bins)
+        self.alpha = float(alpha)
+        self.resolutions = list(zip(names, widths))
+        self.retention = dict(zip(names, keep))
+        if max_future is None:
+            self.max_future = 300.0 if getattr(self.clock, "is_wall", False) else math.inf
+        else:
+            self.max_future = parse_duration(max_future)
+        self._exact_ids: set[int] = set()
+        self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
+        self.aggregation = AggregationEngine(self._core, self._registry, self.now,
+                                             self.resolutions, self._exact_ids)
+        self._closed = False
+        self._lock = threading.Lock()
+        self.storage = storage
+        self._flusher = None
+        if storage is not None:
+            from .storage.flusher import Flusher
+
+            self._core.outbox_enabled = True
+            self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
+                                    **(flush_options or {}))
+
+    # -- series ---------------------------------------------------------
+    def _make_handle(self, name, labels, kind, exact):
+        sid = self._core.add_series(int(exact))
+        if exact:
+            self._exact_ids.add(sid)
+        return _kernels.Handle(self._core, sid, name, labels, kind, self.clock,
+                               self.invalid == "raise", self.late == "raise")
+
+    def series(self, name: str, labels: dict | None = None, kind: str = "distribution",
+               exact: int = 0):
+        """The handle of a series, created on first use.
+
+        Parameters
+        ----------
+        name : str
+            Metric name, e.g. ``"api.latency"``.
+        labels : dict of str to str, optional
+            Label set; each distinct set is its own series.
+        kind : {"distribution", "counter", "gauge"}
+            Counters take ``inc(n)`` with ``n >= 0``; gauges keep their last
+            value in ``handle.value``.  All three keep the same buckets.
+        exact : int
+            Keep the last ``exact`` raw points too, so windows they cover get
+            exact percentiles (``WindowStats.exact``).
+
+        Returns
+        -------
+        SeriesHandle
+            ``record(v, ts=None)``, ``inc``, ``set``, ``value``, ``id``.
+            ``None`` only when the cardinality cap drops a new label set
+            (``cardinality="drop"``).
+        """
+        return self._registry.get_or_create(name, labels, kind, exact)
+
+    def series_list(self, name: str | None = None) -> list:
+        """Every handle, or those of one metric name."""
+        return self._registry.all() if name is None else self._registry.by_name(name)
+
+    def names(self) -> list[str]:
+        return self._registry.names()
+
+    # -- recording --------------------------------------------------------
+    def record(self, name: str, value, labels: dict | None = None, ts=None) -> None:
+        """Record one point, resolving ``name`` + ``labels`` to a series
+        (created as a distribution on first use)."""
+        h = self._registry.lookup(name, labels)
+        if h is None:
+            h = self._registry.get_or_create(name, labels, self._kind_of(name))
+            if h is None:
+                return  # counted by the registry's cardinality policy
+            self._registry.remember(name, labels, h)
+        if ts is not None:
+            ts = _seconds(ts)
+            if ts > self.clock.now() + self.max_future:
+                self._refuse_future(h.name, ts)
+                return
+        h.record(value, ts)
+
+    def _kind_of(self, name: str) -> str:
+        existing = self._registry.by_name(name)
+        return existing[0].kind if existing else "distribution"
+
+    def _refuse_future(self, name: str, ts: float) -> None:
+        self._core.count_drop(_kernels.BAD_TS)
+        if self.invalid == "raise":
+            raise InvalidPointError(
+                f"{name}: timestamp {ts!r} is more than max_future={self.max_future:g}s "
+                f"ahead of the clock")
+
+    def record_many(self, ids, ts, values) -> IngestResult:
+        """Record parallel arrays of series ids, timestamps and values.
+
+        ``ts`` may be float epoch seconds or ``datetime64``.  Under
+        ``invalid="raise"`` a bad point (unknown id, NaN/inf value or
+        timestamp) raises before anything is recorded; under ``"drop"`` it
+        is counted.  Late points are always counted (see the result).
+        """
+        ids = np.ascontiguousarray(ids, dtype=np.int64)
+        ts = np.ascontiguousarray(_seconds_array(ts), dtype=np.float64)
+        values = np.ascontiguousarray(values, dtype=np.float64)
+        if ids.ndim != 1 or ids.shape != ts.shape or ids.shape != values.shape:
+            raise ValueError(f"ids, ts and values must be 1-d and of equal length, got "
+                             f"{ids.shape}, {ts.shape}, {values.shape}")
+        if len(ids) and math.isfinite(self.max_future):
+            limit = self.clock.now() + self.max_future
+            future = ts > limit
+            if future.any():
+                if self.invalid == "raise":
+                    i = int(np.argmax(future))
+                    raise InvalidPointError(
+                        f"point {i}: timestamp {ts[i]!r} is more than max_future="
+                        f"{self.max_future:g}s ahead of the clock")
+                ts = np.where(future, np.nan, ts)
+        counters = self._counter_ids()
+        if counters is not None and len(ids):
+            negative = (values < 0) & np.isin(ids, counters)
+            if negative.any():
+                if self.invalid == "raise":
+                    i = int(np.argmax(negative))
+                    raise InvalidPointError(
+                        f"point {i}: counter increments must be >= 0, got {values[i]!r}")
+                self._core.count_drop(_kernels.NEGATIVE_INCREMENT, int(negative.sum()))
+                keep = ~negative
+                ids, ts, values = ids[keep], ts[keep], values[keep]
+        if self.invalid == "raise":
+            i, code = self._core.first_invalid(ids, ts, values)
+            if i >= 0:
+                what = {_kernels.UNKNOWN_SERIES: f"unknown series id {int(ids[i])}",
+                        _kernels.BAD_VALUE: f"value must be finite, got {values[i]!r}",
+                        _kernels.BAD_TS: f"timestamp must be finite, got {ts[i]!r}"}[code]
+                raise InvalidPointError(f"point {i}: {what}; nothing was recorded")
+        return IngestResult(*self._core.record_many(ids, ts, values))
+
+    def _counter_ids(self):
+        ids = [h.id for h in self._registry.all() if h.kind == "counter"]
+        return np.array(ids, dtype=np.int64) if ids else None
+
+    # -- time and queries ---------------------------------------------------
+    def now(self) -> float:
+        """The later of the clock and the newest timestamp recorded."""
+        now = self.clock.now()
+        wm = self._core.watermark
+        return now if now > wm else wm
+
+    def advance(self, now: float | None = None) -> None:
+        """Close every bucket that is due at ``now`` (default: the engine's now)."""
+        self._core.advance(self.now() if now is None else float(now))
+
+    def query(self, target, last="1m", labels: dict | None = None, *, end=None) -> WindowStats:
+        """Statistics of ``target`` over the last ``last`` seconds.
+
+        ``target`` is a handle, a series id, or a metric name (merged over
+        every label set, or those matching ``labels``).
+        """
+        self._tick()
+        return self.aggregation.window(target, last, labels, end=end)
+
+    def buckets(self, target, resolution="1m", start=None, end=None,
+                labels: dict | None = None) -> Columns:
+        """Columns of the buckets of ``resolution`` starting in ``[start, end)``."""
+        self._tick()
+        return self.aggregation.buckets(target, resolution, start, end, labels)
+
+    def _tick(self) -> None:
+        now = self.clock.now()
+        if now > self._core.watermark:
+            self._core.advance(now)
+
+    def history(self, target, resolution="1m", start=None, end=None) -> Columns:
+        """Buckets from storage merged with those still in memory."""
+        memory = self.buckets(target, resolution, start, end)
+        if self.storage is None:
+            return memory
+        from .storage.history import history_columns
+
+        if self._flusher is not None:
+            self._flusher.flush()
+        return history_columns(self, target, resolution, start, end, memory)
+
+    # -- draining and stats ---------------------------------------------------
+    def drain_closed(self) -> BucketBatch:
+        """Closed buckets not yet handed out (only collected with storage)."""
+        self._tick()
+        sid, level, idx, count, total, lo, hi, blobs = self._core.drain()
+        widths = np.array([w for _, w in self.resolutions], dtype=np.float64)
+        width = widths[level] if len(level) else np.empty(0, dtype=np.float64)
+        keys = {int(i): self._registry.key_of(int(i)) for i in np.unique(sid)}
+        return BucketBatch(sid, width, idx * width, count, total, lo, hi, blobs, keys)
+
+    def stats(self) -> dict:
+        """Accepted points, drops by reason, series count and memory in bytes."""
+        outcomes = list(self._core.outcomes)
+        dropped = {reason: n for reason, n in zip(_kernels.REASONS[1:], outcomes[1:])}
+        dropped["cardinality"] = self._registry.cardinality_dropped
+        out = {"accepted": outcomes[0], "dropped": dropped, "series": len(self._registry),
+               "memory_bytes": self._core.memory_bytes(), "compiled": _kernels.HAVE_COMPILED}
+        if self._flusher is not None:
+            out["storage"] = self._flusher.stats()
+        return out
+
+    # -- instrumentation --------------------------------------------------------
+    def timer(self, name: str, labels: dict | None = None):
+        """Context manager recording the duration of its block in seconds."""
+        from .collect.instrument import Timer
+
+        return Timer(self, name, labels)
+
+    def timed(self, name: str, labels: dict | None = None):
+        """Decorator recording each call's duration (sync or async functions)."""
+        from .collect.instrument import timed
+
+        return timed(self, name, labels)
+
+    def counter(self, name: str, labels: dict | None = None):
+        return self.series(name, labels, kind="counter")
+
+    def gauge(self, name: str, labels: dict | None = None):
+        return self.series(name, labels, kind="gauge")
+
+    # -- lifecycle ----------------------------------------------------------------
+    def close(self, timeout: float = 30.0) -> None:
+        """Close every open bucket, flush it all to storage, stop the flusher."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        # everything recorded so far is final: move the horizon past it
+        widest = self.resolutions[-1][1]
+        self._core.advance(self.now() + self.lateness + widest)
+        if self._flusher is not None:
+            self._flusher.close(timeout=timeout)
+        if self.storage is not None:
+            self.storage.close()
+
+    def __enter__(self) -> "MetricsEngine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        res = ",".join(n for n, _ in self.resolutions)
+        return (f"<MetricsEngine series={len(self._registry)} resolutions={res} "
+                f"compiled={_kernels.HAVE_COMPILED}>")
+
+
+def _resolution_name(width: float) -> str:
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if width >= size and width % size == 0:
+            return f"{int(width // size)}{unit}"
+    return f"{width:g}s"
+
+
+def _retention_counts(names, widths, retention: dict) -> list[int]:
+    given = {}
+    for key, span in retention.items():
+        w = parse_duration(key)
+        if w not in widths:
+            raise ValueError(f"retention given for {key!r}, which is not a resolution")
+        given[w] = parse_duration(span)
+    out = []
+    for name, w in zip(names, widths):
+        span = given.get(w)
+        if span is None:
+            default = DEFAULT_RETENTION.get(name)
+            span = parse_duration(default) if default else 100 * w
+        out.append(max(1, math.ceil(span / w)))
+    return out
+
+
+def _seconds(ts) -> float:
+    if isinstance(ts, np.datetime64):
+        return float(ts.astype("datetime64[ns]").astype(np.int64)) / 1e9
+    return float(ts)
+
+
+def _seconds_array(ts) -> np.ndarray:
+    arr = np.asarray(ts)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+    return arr
+
+
+# re-exported for type checkers and docs
+SeriesHandle = _kernels.Handle
+__all__ += ["SeriesHandle", "UnknownSeriesError", "LatePointError"]
