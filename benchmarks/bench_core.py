@@ -1,0 +1,239 @@
+"""Core speed and memory, as ratios against peers measured in the same run.
+
+Run: ``python -m pytest benchmarks/bench_core.py --benchmark-only -s``
+(``-s`` prints the figures; the asserts are the issue's targets).
+The RSS target runs in a subprocess: ``python benchmarks/bench_core.py rss``.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+import timeit
+
+import numpy as np
+import pytest
+
+import wedmetrics as wm
+
+N = 200_000
+FIGURES: dict = {}
+
+
+def best_ns(stmt, number: int, repeat: int = 7) -> float:
+    """Best per-call time of ``stmt`` (a zero-argument callable looping ``number`` times)."""
+    times = timeit.repeat(stmt, number=1, repeat=repeat)
+    return min(times) / number * 1e9
+
+
+def report(name: str, **values) -> None:
+    FIGURES[name] = values
+    print(f"\n{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                     for k, v in values.items()))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def dump_figures():
+    yield
+    path = os.environ.get("WEDMETRICS_BENCH_JSON")
+    if path:
+        with open(path, "w") as f:
+            json.dump(FIGURES, f, indent=2)
+
+
+def _record_loop(h, values):
+    rec = h.record
+
+    def run():
+        for v in values:
+            rec(v)
+    return run
+
+
+def test_handle_record_vs_peers(benchmark):
+    from ddsketch import DDSketch
+    from prometheus_client import CollectorRegistry, Histogram
+    from river import stats
+
+    values = np.random.default_rng(1).lognormal(-3, 1, N).tolist()
+    engine = wm.MetricsEngine()
+    h = engine.series("api.latency", labels={"route": "/photos"})
+    ours = best_ns(_record_loop(h, values), N)
+    benchmark.pedantic(_record_loop(h, values), rounds=5, iterations=1)
+
+    hist = Histogram("lat", "latency", registry=CollectorRegistry())
+    prom = best_ns(_loop(hist.observe, values), N, repeat=3)
+    dd = DDSketch(0.01)
+    ddsk = best_ns(_loop(dd.add, values), N, repeat=3)
+    qs = [stats.Quantile(q) for q in (0.5, 0.95, 0.99)]
+
+    def river_loop():
+        for v in values:
+            for q in qs:
+                q.update(v)
+    riv = best_ns(river_loop, N, repeat=3)
+    report("handle.record", ns_per_point=ours, prometheus_ns=prom, ddsketch_ns=ddsk,
+           river3_ns=riv, x_prometheus=prom / ours, x_ddsketch=ddsk / ours, x_river=riv / ours)
+    if wm.HAVE_COMPILED:
+        assert prom / ours >= 10 and ddsk / ours >= 8 and riv > ours
+
+
+def _loop(fn, values):
+    def run():
+        for v in values:
+            fn(v)
+    return run
+
+
+def test_engine_record_with_labels_vs_prometheus(benchmark):
+    from prometheus_client import CollectorRegistry, Histogram
+
+    values = np.random.default_rng(2).lognormal(-3, 1, N // 4).tolist()
+    routes = [{"route": f"/r{i}"} for i in range(8)]
+    engine = wm.MetricsEngine()
+    record = engine.record
+
+    def ours_loop():
+        for i, v in enumerate(values):
+            record("api.latency", v, labels=routes[i & 7])
+    ours = best_ns(ours_loop, len(values))
+    benchmark.pedantic(ours_loop, rounds=3, iterations=1)
+    hist = Histogram("lat", "latency", ["route"], registry=CollectorRegistry())
+    plain = [r["route"] for r in routes]
+
+    def prom_loop():
+        for i, v in enumerate(values):
+            hist.labels(plain[i & 7]).observe(v)
+    prom = best_ns(prom_loop, len(values), repeat=3)
+    report("engine.record(labels)", ns_per_point=ours, prometheus_ns=prom, ratio=prom / ours)
+    if wm.HAVE_COMPILED:
+        assert prom / ours >= 4
+
+
+def _million():
+    rng = np.random.default_rng(3)
+    n_series, seconds = 100, 1000
+    per = 1_000_000 // n_series
+    t0 = 1_700_000_000.0
+    ts = np.sort(rng.uniform(t0, t0 + seconds, per * n_series))
+    ids = rng.integers(0, n_series, ts.size)
+    vals = rng.lognormal(-3, 1, ts.size)
+    return ids, ts, vals, n_series
+
+
+def test_record_many_million_vs_pandas(benchmark):
+    import pandas as pd
+
+    ids, ts, vals, n_series = _million()
+
+    def ours_once():
+        eng = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+        for i in range(n_series):
+            eng.series("m", labels={"i": str(i)})
+        t = time.perf_counter()
+        eng.record_many(ids, ts, vals)
+        return time.perf_counter() - t
+    ours = min(ours_once() for _ in range(5 if wm.HAVE_COMPILED else 1))
+    benchmark.pedantic(ours_once, rounds=1, iterations=1)
+
+    frame = pd.DataFrame({"id": ids, "v": vals}, index=pd.to_datetime(ts, unit="s"))
+
+    def pandas_once():
+        t = time.perf_counter()
+        g = frame.groupby("id")["v"].resample("1s")
+        g.agg(["count", "sum", "min", "max"])
+        g.quantile(0.95)
+        return time.perf_counter() - t
+    pan = min(pandas_once() for _ in range(2))
+    report("record_many 1M", ours_ms=ours * 1e3, pandas_ms=pan * 1e3, x_pandas=pan / ours)
+    if wm.HAVE_COMPILED:
+        assert pan / ours >= 2 and ours < 0.015
+
+
+def test_query_p95_last_5m(benchmark):
+    clock = wm.ManualClock(1_700_000_000.0)
+    eng = wm.MetricsEngine(clock=clock)
+    h = eng.series("api.latency")
+    rng = np.random.default_rng(4)
+    ts = np.sort(rng.uniform(clock.now() - 600, clock.now(), 60_000))
+    eng.record_many(np.full(ts.size, h.id), ts, rng.lognormal(-3, 1, ts.size))
+    query = eng.query
+
+    def once():
+        return query(h, last="5m").p95
+    benchmark(once)
+    per = best_ns(lambda: [once() for _ in range(200)], 200) / 1e3
+    report("query(last=5m).p95", us=per, points_per_second_of_data=100)
+    if wm.HAVE_COMPILED:
+        assert per < 20
+
+
+def test_sketch_memory_vs_ddsketch():
+    from ddsketch import DDSketch
+
+    vals = np.random.default_rng(5).lognormal(-3, 1, 100_000)
+    ours = wm.Sketch(0.01).add_many(vals)
+    dd = DDSketch(0.01)
+    for v in vals:
+        dd.add(float(v))
+    dd_bytes = _deep_size(dd)
+    ours_bytes = ours.nbytes if hasattr(ours, "nbytes") else len(ours.to_bytes())
+    report("sketch memory", ours_bytes=ours_bytes, ddsketch_bytes=dd_bytes,
+           serialized_bytes=len(ours.to_bytes()))
+    assert ours_bytes <= dd_bytes
+
+
+def _deep_size(obj, seen=None) -> int:
+    seen = seen if seen is not None else set()
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    size = sys.getsizeof(obj)
+    if isinstance(obj, dict):
+        size += sum(_deep_size(k, seen) + _deep_size(v, seen) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple, set)):
+        size += sum(_deep_size(x, seen) for x in obj)
+    elif hasattr(obj, "__dict__"):
+        size += _deep_size(vars(obj), seen)
+    elif hasattr(obj, "__slots__"):
+        size += sum(_deep_size(getattr(obj, s), seen) for s in obj.__slots__ if hasattr(obj, s))
+    return size
+
+
+def test_rss_10k_series_one_hour():
+    out = subprocess.run([sys.executable, __file__, "rss"], capture_output=True, text=True,
+                         check=True, timeout=1800)
+    fig = json.loads(out.stdout.strip().splitlines()[-1])
+    report("10k series x 1h at 1 pt/s", **fig)
+    if wm.HAVE_COMPILED:
+        assert fig["rss_mb"] < 400
+
+
+def _rss_run() -> dict:
+    import resource
+
+    n_series, seconds = 10_000, 3600
+    t0 = 1_700_000_000.0
+    eng = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+    ids = np.array([eng.series("svc.latency", labels={"i": str(i)}).id
+                    for i in range(n_series)], dtype=np.int64)
+    rng = np.random.default_rng(6)
+    start = time.perf_counter()
+    for sec in range(0, seconds, 60):
+        # one minute of data at a time: every series, one point per second
+        ts = np.repeat(t0 + sec + np.arange(60, dtype=np.float64), n_series)
+        eng.record_many(np.tile(ids, 60), ts, rng.lognormal(-3, 1, ts.size))
+    elapsed = time.perf_counter() - start
+    gc.collect()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    st = eng.stats()
+    return {"rss_mb": rss_mb, "core_mb": st["memory_bytes"] / 2**20,
+            "bytes_per_series": st["memory_bytes"] / n_series, "points": st["accepted"],
+            "ingest_s": elapsed, "compiled": wm.HAVE_COMPILED}
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["rss"]:
+    print(json.dumps(_rss_run()))
