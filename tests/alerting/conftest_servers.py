@@ -47,7 +47,8 @@ class Reply:
 @dataclasses.dataclass(frozen=True)
 class RecordedRequest:
     method: str
-    path: str
+    path: str  # without the query string
+    query: str
     headers: dict[str, str]  # lower-cased names
     body: bytes
     received: float  # time.monotonic()
@@ -61,9 +62,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length", "0"))
         body = self.rfile.read(length)
         owner = self.server.owner
-        reply = owner._record_and_pick(
-            RecordedRequest("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, body, time.monotonic())
-        )
+        path, _, query = self.path.partition("?")
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        reply = owner._record_and_pick(RecordedRequest("POST", path, query, headers, body, time.monotonic()))
         if reply.delay:
             # Interruptible stall: teardown sets `release` so no handler outlives the test.
             owner.release.wait(reply.delay)
