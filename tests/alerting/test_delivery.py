@@ -312,3 +312,28 @@ def test_submit_and_construction_errors_are_clear(make_queue):
         q.submit(alert(), channels=["pager"])
     with pytest.raises(TypeError, match="Notification or NotificationGroup"):
         q.submit("disk full")  # type: ignore[arg-type]
+
+
+def test_close_timeout_dead_letters_queued_work_and_reports_a_stuck_worker(http_server, make_queue):
+    http_server.script("/hook", Reply(200, delay=30.0))  # first delivery hangs until released
+    notifier = WebhookNotifier(http_server.url("/hook"), timeout=60)
+    q = DeliveryQueue([notifier], retry=FAST, clock=ManualClock(T0))
+    try:
+        q.submit(alert("a1"))
+        http_server.wait_for("/hook", 1)
+        q.submit(alert("a2"))
+        q.submit(alert("a3"))
+        assert q.close(timeout=0.2) is False  # the worker is still inside a network call
+        dead = q.dead_letters()
+        assert [(d.message.alerts[0].alert_id, d.reason, d.attempts) for d in dead] == [
+            ("a2", REASON_CLOSED, 0),
+            ("a3", REASON_CLOSED, 0),
+        ]
+        assert channel_stats(q, "webhook")["pending"] == 1  # a1, in flight
+    finally:
+        http_server.release.set()
+        for t in q.threads:
+            t.join(5.0)
+    assert not any(t.is_alive() for t in q.threads)
+    st = channel_stats(q, "webhook")
+    assert (st["sent"], st["dead_lettered"], st["pending"]) == (1, 2, 0)  # a1 finished: nothing lost

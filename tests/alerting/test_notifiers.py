@@ -11,6 +11,8 @@ import socket
 import urllib.parse
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wedmetrics.alerting.notification import Notification, NotificationGroup, Severity, as_group
 from wedmetrics.alerting.notifiers import (
@@ -448,3 +450,20 @@ def test_secret_wrapper_never_shows_its_value():
         pickle.dumps(s)
     with pytest.raises(ValueError, match="non-empty"):
         Secret("")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    secret=st.binary(min_size=1, max_size=64),
+    body=st.binary(max_size=512),
+    timestamp=st.integers(min_value=0, max_value=2**40),
+    flip=st.integers(min_value=0),
+)
+def test_signature_round_trips_and_any_changed_byte_fails(secret, body, timestamp, flip):
+    headers = {SIGNATURE_HEADER: sign_payload(secret, body, timestamp), TIMESTAMP_HEADER: str(timestamp)}
+    assert verify_signature(secret, body, headers, now=float(timestamp))
+    if body:
+        i = flip % len(body)
+        tampered = body[:i] + bytes([body[i] ^ 0x01]) + body[i + 1 :]
+        assert not verify_signature(secret, tampered, headers, now=float(timestamp))
+    assert not verify_signature(secret + b"x", body, headers, now=float(timestamp))
