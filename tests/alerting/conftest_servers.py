@@ -93,10 +93,16 @@ class _Server(http.server.ThreadingHTTPServer):
 class ScriptedHTTPServer:
     """Records POSTs; answers each path from its script, then with 200 ``ok``."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: "TLSFiles | None" = None) -> None:
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.owner = self
         self.port = self._server.server_address[1]
+        self.scheme = "http"
+        if tls is not None:
+            ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(tls.cert, tls.key)
+            self._server.socket = ctx.wrap_socket(self._server.socket, server_side=True)
+            self.scheme = "https"
         self.release = threading.Event()
         self._cond = threading.Condition()
         self._scripts: dict[str, collections.deque[Reply]] = {}
@@ -106,7 +112,7 @@ class ScriptedHTTPServer:
         self._thread.start()
 
     def url(self, path: str = "/") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+        return f"{self.scheme}://127.0.0.1:{self.port}{path}"
 
     def script(self, path: str, *replies: Reply | int, then: Reply | int | None = None) -> None:
         """Answer the next requests to ``path`` with ``replies``, then with ``then`` (default 200)."""
@@ -147,6 +153,15 @@ class ScriptedHTTPServer:
 @pytest.fixture
 def http_server() -> Iterator[ScriptedHTTPServer]:
     server = ScriptedHTTPServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def https_server(tls_files: "TLSFiles") -> Iterator[ScriptedHTTPServer]:
+    server = ScriptedHTTPServer(tls_files)
     try:
         yield server
     finally:
@@ -204,13 +219,23 @@ class _EphemeralPortController(Controller):
 
 
 class SMTPServer:
-    def __init__(self, tls: "TLSFiles | None" = None) -> None:
+    """aiosmtpd server: plain, STARTTLS-required (``tls``) or implicit TLS (``tls`` + ``implicit``).
+
+    With TLS it also requires AUTH as ``SMTP_USER`` / ``SMTP_PASSWORD``.
+    """
+
+    def __init__(self, tls: "TLSFiles | None" = None, *, implicit: bool = False) -> None:
         self.handler = _RecordingHandler()
         kwargs: dict = {}
         if tls is not None:
             ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             ctx.load_cert_chain(tls.cert, tls.key)
-            kwargs = dict(tls_context=ctx, require_starttls=True, authenticator=_authenticate, auth_require_tls=True)
+            if implicit:
+                # aiosmtpd only counts STARTTLS as "TLS" for AUTH; here the whole connection is TLS.
+                kwargs = dict(ssl_context=ctx, authenticator=_authenticate, auth_require_tls=False)
+            else:
+                kwargs = dict(tls_context=ctx, require_starttls=True, authenticator=_authenticate,
+                              auth_require_tls=True)
         self._controller = _EphemeralPortController(self.handler, hostname="127.0.0.1", port=0, **kwargs)
         self._controller.start()
         self.host = "127.0.0.1"
@@ -271,6 +296,15 @@ def smtp_server() -> Iterator[SMTPServer]:
 @pytest.fixture
 def smtp_tls_server(tls_files: TLSFiles) -> Iterator[SMTPServer]:
     server = SMTPServer(tls_files)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def smtps_server(tls_files: TLSFiles) -> Iterator[SMTPServer]:
+    server = SMTPServer(tls_files, implicit=True)
     try:
         yield server
     finally:

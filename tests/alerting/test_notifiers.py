@@ -38,8 +38,10 @@ try:  # package-relative when tests/alerting is a package, flat otherwise
         Reply,
         ScriptedHTTPServer,
         http_server,
+        https_server,
         smtp_server,
         smtp_tls_server,
+        smtps_server,
         tls_files,
     )
 except ImportError:
@@ -49,8 +51,10 @@ except ImportError:
         Reply,
         ScriptedHTTPServer,
         http_server,
+        https_server,
         smtp_server,
         smtp_tls_server,
+        smtps_server,
         tls_files,
     )
 
@@ -207,6 +211,18 @@ def test_email_with_starttls_and_auth(smtp_tls_server, tls_files):
     assert "password=***" in repr(n)
 
 
+def test_email_over_implicit_tls_with_auth(smtps_server, tls_files):
+    n = EmailNotifier(
+        smtps_server.host, smtps_server.port, "alerts@wedmetrics.test", "ops@example.com",
+        username=SMTP_USER, password=SMTP_PASSWORD, implicit_tls=True, timeout=5,
+        ssl_context=tls_files.client_context(), local_hostname="localhost",
+    )
+    n.send(alert())
+    (mail,) = smtps_server.wait_for(1)
+    assert mail.login == SMTP_USER and mail.rcpt_tos == ("ops@example.com",)
+    assert b"[FIRING:1] HighLatency (critical)" in mail.content
+
+
 def test_email_wrong_password_is_permanent_and_does_not_echo_it(smtp_tls_server, tls_files):
     wrong = "wrong-password-0a1b"
     n = EmailNotifier(
@@ -247,6 +263,8 @@ def test_email_connection_refused_is_transient():
 
 
 def test_email_config_errors_name_the_field():
+    with pytest.raises(ValueError, match="not both"):
+        EmailNotifier("127.0.0.1", 25, "a@b.test", "c@d.test", starttls=True, implicit_tls=True)
     with pytest.raises(ValueError, match="in clear"):
         EmailNotifier("127.0.0.1", 25, "a@b.test", "c@d.test", username="u", password="p")
     with pytest.raises(ValueError, match="both username and password"):
@@ -372,6 +390,14 @@ def test_webhook_stalled_server_times_out_as_transient(http_server):
     with pytest.raises(DeliveryError, match="timed out") as info:
         n.send(alert())
     assert info.value.transient
+
+
+def test_webhook_to_an_untrusted_https_certificate_is_permanent(https_server):
+    n = WebhookNotifier(https_server.url("/hook"), timeout=5)
+    with pytest.raises(DeliveryError, match="certificate not trusted") as info:
+        n.send(alert())
+    assert info.value.permanent
+    assert https_server.requests == []
 
 
 def test_webhook_connection_refused_is_transient():

@@ -327,9 +327,12 @@ class EmailNotifier(Notifier):
     starttls : bool
         Upgrade the connection with STARTTLS before AUTH and DATA; a server
         that does not offer it fails the delivery permanently.
+    implicit_tls : bool
+        Speak TLS from the first byte (SMTPS, usually port 465) instead of
+        STARTTLS.  Exclusive with ``starttls``.
     ssl_context : ssl.SSLContext, optional
-        For STARTTLS; defaults to ``ssl.create_default_context()`` (verifies
-        the certificate and host name).
+        For STARTTLS or implicit TLS; defaults to
+        ``ssl.create_default_context()`` (verifies certificate and host name).
     timeout : float
         Seconds per socket operation.
     local_hostname : str, optional
@@ -351,6 +354,7 @@ class EmailNotifier(Notifier):
         starttls: bool = False,
         timeout: float = 10.0,
         *,
+        implicit_tls: bool = False,
         ssl_context: ssl.SSLContext | None = None,
         allow_insecure_auth: bool = False,
         local_hostname: str | None = None,
@@ -372,10 +376,12 @@ class EmailNotifier(Notifier):
                 raise ValueError(f"EmailNotifier.to: not an email address: {r!r}")
         if (username is None) != (password is None):
             raise ValueError("EmailNotifier: give both username and password, or neither")
-        if username is not None and not starttls and not allow_insecure_auth:
+        if starttls and implicit_tls:
+            raise ValueError("EmailNotifier: choose starttls or implicit_tls, not both")
+        if username is not None and not (starttls or implicit_tls) and not allow_insecure_auth:
             raise ValueError(
-                "EmailNotifier: username/password without starttls would send the password in clear; "
-                "set starttls=True (or allow_insecure_auth=True for a trusted local relay)"
+                "EmailNotifier: username/password without starttls or implicit_tls would send the password "
+                "in clear; enable TLS (or allow_insecure_auth=True for a trusted local relay)"
             )
         if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
             raise TypeError(f"EmailNotifier.ssl_context must be an ssl.SSLContext, got {type(ssl_context).__name__}")
@@ -386,6 +392,7 @@ class EmailNotifier(Notifier):
         self.username = username
         self._password = None if password is None else Secret(password)
         self.starttls = bool(starttls)
+        self.implicit_tls = bool(implicit_tls)
         self._ssl_context = ssl_context
         self.local_hostname = local_hostname
         self._clock = clock or WallClock()
@@ -411,7 +418,14 @@ class EmailNotifier(Notifier):
     def deliver(self, group: NotificationGroup, target: str | None = None) -> None:
         msg = self.build_message(group)
         try:
-            with smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout) as smtp:
+            if self.implicit_tls:
+                conn = smtplib.SMTP_SSL(
+                    self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout,
+                    context=self._ssl_context or ssl.create_default_context(),
+                )
+            else:
+                conn = smtplib.SMTP(self.host, self.port, local_hostname=self.local_hostname, timeout=self.timeout)
+            with conn as smtp:
                 smtp.ehlo()
                 if self.starttls:
                     smtp.starttls(context=self._ssl_context or ssl.create_default_context())
@@ -449,7 +463,7 @@ class EmailNotifier(Notifier):
         auth = f", username={self.username!r}, password=***" if self.username is not None else ""
         return (
             f"EmailNotifier(host={self.host!r}, port={self.port}, sender={self.sender!r}, to={list(self.to)!r}"
-            f"{auth}, starttls={self.starttls}, name={self.name!r})"
+            f"{auth}, starttls={self.starttls}, implicit_tls={self.implicit_tls}, name={self.name!r})"
         )
 
 
@@ -553,6 +567,10 @@ class _HttpNotifier(Notifier):
             ) from None
         except urllib.error.URLError as e:
             reason = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
+            if isinstance(reason, ssl.SSLCertVerificationError):  # configuration, not weather: do not retry
+                raise self._error(
+                    f"POST {self._shown}: TLS certificate not trusted: {reason.verify_message}", permanent=True
+                ) from None
             raise self._error(f"POST {self._shown} failed: {_describe_os_error(reason)}") from None
         except (OSError, http.client.HTTPException) as e:  # timeouts while reading, resets, bad status lines
             raise self._error(f"POST {self._shown} failed: {_describe_os_error(e)}") from None
