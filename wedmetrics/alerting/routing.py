@@ -1,0 +1,693 @@
+"""Alertmanager-style routing: route tree, grouping timers, inhibition, silences, escalation.
+
+The :class:`Dispatcher` takes alert state updates (each a
+:class:`~wedmetrics.alerting.notification.Notification`: labels, annotations,
+firing/resolved, ``starts_at`` and a fingerprint, its ``alert_id``) at an
+explicit time ``now`` and returns the :class:`RoutedNotification` objects due
+at ``now``.  It has no thread and reads no clock: the alert engine (or a
+backtest) calls :meth:`Dispatcher.process` / :meth:`Dispatcher.tick` with the
+time of its :class:`~wedmetrics.clock.Clock`, and :meth:`Dispatcher.next_due`
+says when to call again.
+
+Semantics follow Alertmanager, whose behaviour on-call engineers know:
+
+* The route tree is walked depth first.  A node matches when all its
+  matchers match; the deepest matching nodes win; a matching child stops
+  the walk among its siblings unless it sets ``continue: true``.  Children
+  inherit ``receiver``, ``group_by``, timers, ``send_resolved``,
+  ``mute_time_intervals`` and ``escalation`` from their parent.
+* Alerts of one route with equal ``group_by`` label values form a group
+  (``'...'`` groups by every label).  A new group is first notified after
+  ``group_wait`` (default 30 s); later changes are sent at most every
+  ``group_interval`` (default 5 min); an unchanged firing group is re-sent
+  after ``repeat_interval`` (default 4 h).  Resolved alerts are sent once
+  (when ``send_resolved``) and then leave the group.
+* Silenced and inhibited alerts are left out of notifications; a group
+  inside one of its route's mute intervals sends nothing.
+* A route with ``escalation`` pages the policy's levels until someone
+  :meth:`~Dispatcher.acknowledge` s the group; delays go through the
+  :class:`~wedmetrics.weddings.PriorityPolicy`.
+
+Labels seen by matchers are the alert's labels plus ``alertname`` (its
+rule, unless the labels already have one), ``severity`` (its severity, which
+may have been raised for a wedding day) and ``wedding_id`` (when set).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional, Union
+
+import pydantic
+import yaml
+
+from wedmetrics.clock import parse_duration
+
+from .escalation import Escalation, EscalationPolicy
+from .matchers import Matcher, matches_all, parse_matchers
+from .notification import FIRING, Notification, NotificationGroup
+from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence, SilenceStore
+
+__all__ = [
+    "Route",
+    "RoutingConfig",
+    "RouteNode",
+    "RoutedNotification",
+    "Dispatcher",
+    "GROUP_BY_ALL",
+    "DEFAULT_GROUP_WAIT",
+    "DEFAULT_GROUP_INTERVAL",
+    "DEFAULT_REPEAT_INTERVAL",
+    "REASON_INITIAL",
+    "REASON_UPDATE",
+    "REASON_REPEAT",
+    "REASON_RESOLVED",
+    "REASON_ESCALATION",
+    "alert_labels",
+]
+
+#: ``group_by: ['...']`` groups by every label.
+GROUP_BY_ALL = "..."
+DEFAULT_GROUP_WAIT = 30.0
+DEFAULT_GROUP_INTERVAL = 300.0
+DEFAULT_REPEAT_INTERVAL = 4 * 3600.0
+
+REASON_INITIAL = "initial"      # first notification of a group
+REASON_UPDATE = "update"        # new firing alerts, or newly resolved ones
+REASON_REPEAT = "repeat"        # nothing changed, repeat_interval passed
+REASON_RESOLVED = "resolved"    # every alert of the group resolved
+REASON_ESCALATION = "escalation"
+
+# While a mute interval holds a group, a due escalation is re-checked this often.
+_MUTED_RECHECK = 60.0
+
+
+def _duration(v: Any) -> Any:
+    return None if v is None else parse_duration(v)
+
+
+class Route(pydantic.BaseModel):
+    """One node of the route tree, as configured (unset fields inherit).
+
+    Parameters
+    ----------
+    receiver : str, optional
+        Receiver (notifier channel) name; required on the root.
+    matchers : list of str or mapping
+        ``['severity="critical"', 'wedding_id=~".+"']`` or ``{"team": "photos"}``.
+    continue : bool
+        Keep looking at the next siblings after this route matched.
+    group_by : list of str, optional
+        Label names; ``['...']`` for every label; ``[]`` for one group per route.
+    group_wait, group_interval, repeat_interval : float or str, optional
+        Seconds or durations like ``"30s"``, ``"5m"``, ``"4h"``.
+    send_resolved : bool, optional
+        Tell receivers when alerts resolve (default True).
+    mute_time_intervals : list of str
+        Names of :class:`MuteInterval` s during which this route sends nothing.
+    escalation : str, optional
+        Name of an :class:`EscalationPolicy`.
+    routes : list of Route
+        Children.
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True,
+                                       populate_by_name=True)
+
+    receiver: Optional[str] = pydantic.Field(default=None, min_length=1)
+    matchers: tuple[Matcher, ...] = ()
+    continue_: bool = pydantic.Field(default=False, alias="continue")
+    group_by: Optional[tuple[str, ...]] = None
+    group_wait: Optional[float] = None
+    group_interval: Optional[float] = None
+    repeat_interval: Optional[float] = None
+    send_resolved: Optional[bool] = None
+    mute_time_intervals: Optional[tuple[str, ...]] = None
+    escalation: Optional[str] = None
+    routes: tuple["Route", ...] = ()
+
+    _parse = pydantic.field_validator("matchers", mode="before")(lambda v: parse_matchers(v))
+    _durations = pydantic.field_validator(
+        "group_wait", "group_interval", "repeat_interval", mode="before")(_duration)
+
+    @pydantic.field_validator("group_interval", "repeat_interval")
+    @classmethod
+    def _positive(cls, v: Optional[float]) -> Optional[float]:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be > 0, got {v}")
+        return v
+
+    @pydantic.field_validator("group_by")
+    @classmethod
+    def _group_by(cls, v: Optional[tuple[str, ...]]) -> Optional[tuple[str, ...]]:
+        if v is not None and GROUP_BY_ALL in v and len(v) > 1:
+            raise ValueError("'...' groups by every label and cannot be combined with other labels")
+        return v
+
+
+class RoutingConfig(pydantic.BaseModel):
+    """Everything the dispatcher is configured with, loadable from a dict or YAML.
+
+    Parameters
+    ----------
+    route : Route
+        The root: needs a ``receiver``, takes no matchers and no ``continue``.
+    inhibit_rules : list of InhibitRule, optional
+        Default: :data:`~wedmetrics.alerting.silences.DEFAULT_INHIBIT_RULE`
+        (a critical alert for a wedding mutes that wedding's warnings).
+        ``[]`` turns inhibition off.
+    mute_time_intervals : list of MuteInterval
+    escalation_policies : list of EscalationPolicy
+
+    Raises
+    ------
+    pydantic.ValidationError
+        (a ``ValueError``) whose message names the offending field, e.g.
+        ``route.routes.0.group_wait``.
+    """
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    route: Route
+    inhibit_rules: tuple[InhibitRule, ...] = (DEFAULT_INHIBIT_RULE,)
+    mute_time_intervals: tuple[MuteInterval, ...] = ()
+    escalation_policies: tuple[EscalationPolicy, ...] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _references(self) -> "RoutingConfig":
+        root = self.route
+        if root.receiver is None:
+            raise ValueError("route.receiver is required on the root route")
+        if root.matchers:
+            raise ValueError("route.matchers must be empty on the root route (it receives every alert)")
+        if root.continue_:
+            raise ValueError("route.continue makes no sense on the root route")
+        for kind, items in (("mute_time_intervals", self.mute_time_intervals),
+                            ("escalation_policies", self.escalation_policies)):
+            names = [x.name for x in items]
+            dup = sorted({n for n in names if names.count(n) > 1})
+            if dup:
+                raise ValueError(f"{kind}: duplicate names {dup}")
+        mutes = {m.name for m in self.mute_time_intervals}
+        policies = {p.name for p in self.escalation_policies}
+
+        def walk(r: Route, where: str) -> None:
+            for name in r.mute_time_intervals or ():
+                if name not in mutes:
+                    raise ValueError(f"{where}.mute_time_intervals: unknown mute interval {name!r} "
+                                     f"(defined: {sorted(mutes)})")
+            if r.escalation is not None and r.escalation not in policies:
+                raise ValueError(f"{where}.escalation: unknown escalation policy {r.escalation!r} "
+                                 f"(defined: {sorted(policies)})")
+            for i, child in enumerate(r.routes):
+                walk(child, f"{where}.routes.{i}")
+
+        walk(root, "route")
+        return self
+
+    @classmethod
+    def from_yaml(cls, text: str) -> "RoutingConfig":
+        """Parse YAML text (safe loader) and validate it."""
+        data = yaml.safe_load(text)
+        if not isinstance(data, Mapping):
+            raise ValueError(f"routing config must be a mapping at the top level, got {type(data).__name__}")
+        return cls.model_validate(data)
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteNode:
+    """A route with inherited settings filled in; what alerts are actually routed by.
+
+    ``path`` names the node by position: ``"root"``, ``"root/0"``, ``"root/0/2"``.
+    """
+
+    path: str
+    receiver: str
+    matchers: tuple[Matcher, ...]
+    continue_: bool
+    group_by: tuple[str, ...]
+    group_wait: float
+    group_interval: float
+    repeat_interval: float
+    send_resolved: bool
+    mute_time_intervals: tuple[str, ...]
+    escalation: Optional[str]
+    children: tuple["RouteNode", ...]
+
+    @classmethod
+    def build(cls, route: Route, parent: Optional["RouteNode"] = None, path: str = "root") -> "RouteNode":
+        def pick(name: str, default: Any) -> Any:
+            own = getattr(route, name)
+            if own is not None:
+                return own
+            return getattr(parent, name) if parent is not None else default
+
+        node = cls(
+            path=path,
+            receiver=pick("receiver", None),
+            matchers=route.matchers,
+            continue_=route.continue_,
+            group_by=pick("group_by", ()),
+            group_wait=pick("group_wait", DEFAULT_GROUP_WAIT),
+            group_interval=pick("group_interval", DEFAULT_GROUP_INTERVAL),
+            repeat_interval=pick("repeat_interval", DEFAULT_REPEAT_INTERVAL),
+            send_resolved=pick("send_resolved", True),
+            mute_time_intervals=pick("mute_time_intervals", ()),
+            escalation=pick("escalation", None),
+            children=(),
+        )
+        children = tuple(cls.build(c, node, f"{path}/{i}") for i, c in enumerate(route.routes))
+        return dataclasses.replace(node, children=children)
+
+    def match(self, labels: Mapping[str, str]) -> list["RouteNode"]:
+        """The nodes an alert with ``labels`` is routed to (Alertmanager's ``Route.Match``)."""
+        if not matches_all(self.matchers, labels):
+            return []
+        found: list[RouteNode] = []
+        for child in self.children:
+            hit = child.match(labels)
+            found.extend(hit)
+            if hit and not child.continue_:
+                break
+        return found or [self]
+
+    def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
+        """The labels that identify an alert's group on this route (absent ones left out)."""
+        if self.group_by == (GROUP_BY_ALL,):
+            return dict(sorted(labels.items()))
+        return {k: labels[k] for k in sorted(self.group_by) if k in labels}
+
+
+def alert_labels(alert: Notification) -> dict[str, str]:
+    """The label set matchers see: labels plus ``alertname``, ``severity`` and ``wedding_id``."""
+    labels = dict(alert.labels)
+    labels.setdefault("alertname", alert.rule)
+    # The severity field wins over a label: it may have been raised for a wedding day.
+    labels["severity"] = alert.severity.label
+    if alert.wedding_id:
+        labels["wedding_id"] = alert.wedding_id
+    return labels
+
+
+@dataclasses.dataclass(frozen=True)
+class RoutedNotification:
+    """One message due to one receiver.
+
+    Attributes
+    ----------
+    receiver : str
+        Notifier channel name; hand ``group`` to it (``DeliveryQueue.submit(rn.group, [rn.receiver])``).
+    group : NotificationGroup
+        The alerts, each carrying this ``group_key`` and ``escalation_level``.
+    group_key : str
+    group_labels : dict
+    route : str
+        Path of the route node (``"root/1"``).
+    reason : str
+        ``"initial"``, ``"update"``, ``"repeat"``, ``"resolved"`` or ``"escalation"``.
+    escalation_level : int
+        The group's escalation level (0 without a policy).
+    at : float
+        The ``now`` it became due.
+    """
+
+    receiver: str
+    group: NotificationGroup
+    group_key: str
+    group_labels: Mapping[str, str]
+    route: str
+    reason: str
+    escalation_level: int
+    at: float
+
+    @property
+    def alerts(self) -> tuple[Notification, ...]:
+        return self.group.alerts
+
+    @property
+    def status(self) -> str:
+        return self.group.status
+
+
+@dataclasses.dataclass
+class _Sent:
+    """What a group's last notification told (Alertmanager's notification log entry)."""
+
+    firing: frozenset
+    resolved: frozenset
+    at: float
+
+
+@dataclasses.dataclass
+class _Group:
+    key: str
+    node: RouteNode
+    labels: dict
+    created_at: float
+    next_flush_at: float
+    alerts: dict = dataclasses.field(default_factory=dict)  # alert_id -> Notification
+    flushed: bool = False
+    sent: Optional[_Sent] = None
+    escalation: Optional[Escalation] = None
+
+
+class Dispatcher:
+    """Routes alert updates to receivers, honouring timers, silences, inhibition and escalation.
+
+    Parameters
+    ----------
+    config : RoutingConfig or mapping
+        A mapping is validated as :class:`RoutingConfig`.
+    priority : PriorityPolicy, optional
+        Scales escalation delays (Saturday speed-up).  Without it delays are
+        used as configured.
+    silences : SilenceStore, optional
+        Shared store; a new empty one by default.
+
+    Examples
+    --------
+    >>> from wedmetrics.alerting.notification import Notification
+    >>> d = Dispatcher({"route": {"receiver": "ops", "group_by": ["wedding_id"], "group_wait": "30s"}})
+    >>> a = Notification("a1", "HighLatency", "firing", "warning", starts_at=0.0, wedding_id="w1")
+    >>> d.process([a], now=0.0), d.next_due()
+    ([], 30.0)
+    >>> [(n.receiver, n.reason, len(n.alerts)) for n in d.tick(30.0)]
+    [('ops', 'initial', 1)]
+    """
+
+    def __init__(self, config: Union[RoutingConfig, Mapping[str, Any]], *, priority: Any = None,
+                 silences: Optional[SilenceStore] = None) -> None:
+        if isinstance(config, Mapping):
+            config = RoutingConfig.model_validate(dict(config))
+        elif not isinstance(config, RoutingConfig):
+            raise TypeError(f"Dispatcher needs a RoutingConfig or a dict, got {type(config).__name__}")
+        self.config = config
+        self.root = RouteNode.build(config.route)
+        self.priority = priority
+        self.silences = silences if silences is not None else SilenceStore()
+        self._mutes = {m.name: m for m in config.mute_time_intervals}
+        self._policies = {p.name: p for p in config.escalation_policies}
+        self._groups: dict[str, _Group] = {}
+        self._firing: dict[str, Notification] = {}   # every firing alert: inhibition sources
+        self._labels: dict[str, dict] = {}           # alert_id -> matcher labels
+        self._stats: Counter = Counter()
+        self._lock = threading.RLock()
+
+    # -- input ----------------------------------------------------------------
+
+    def update(self, alerts: Union[Notification, Iterable[Notification]], now: float) -> None:
+        """Record alert state changes seen at ``now`` (no notification is produced here)."""
+        now = _now(now)
+        if isinstance(alerts, Notification):
+            alerts = (alerts,)
+        with self._lock:
+            for alert in alerts:
+                if not isinstance(alert, Notification):
+                    raise TypeError(f"Dispatcher.update takes Notification objects, got {type(alert).__name__}")
+                self._insert(alert, now)
+
+    def tick(self, now: float) -> list[RoutedNotification]:
+        """Notifications due at ``now`` (group flushes, then escalation steps)."""
+        now = _now(now)
+        out: list[RoutedNotification] = []
+        with self._lock:
+            for key in sorted(self._groups):
+                group = self._groups[key]
+                if group.next_flush_at <= now:
+                    out.extend(self._flush(group, now))
+            for key in sorted(self._groups):
+                group = self._groups[key]
+                if group.escalation is not None and group.escalation.due(now):
+                    out.extend(self._escalate(group, now))
+            self._stats["notifications"] += len(out)
+            for n in out:
+                self._stats[f"reason_{n.reason}"] += 1
+        return out
+
+    def process(self, alerts: Union[Notification, Iterable[Notification]], now: float) -> list[RoutedNotification]:
+        """:meth:`update` then :meth:`tick`: the notifications due at ``now``."""
+        self.update(alerts, now)
+        return self.tick(now)
+
+    def next_due(self) -> Optional[float]:
+        """Earliest time :meth:`tick` has something to do, or None when idle."""
+        with self._lock:
+            times = [g.next_flush_at for g in self._groups.values()]
+            times += [g.escalation.next_at for g in self._groups.values()
+                      if g.escalation is not None and not g.escalation.acknowledged
+                      and g.escalation.next_at is not None]
+        return min(times) if times else None
+
+    # -- people ---------------------------------------------------------------
+
+    def acknowledge(self, group_key: str, now: float, by: str = "") -> Escalation:
+        """Stop escalating a group; returns its escalation state.
+
+        Raises
+        ------
+        KeyError
+            Naming the key, when no such group exists or it has no escalation running.
+        """
+        now = _now(now)
+        with self._lock:
+            group = self._groups.get(group_key)
+            if group is None or group.escalation is None:
+                raise KeyError(f"no escalating alert group {group_key!r}")
+            firing = [fp for fp, a in group.alerts.items() if a.status == FIRING]
+            group.escalation.acknowledge(by, now, firing)
+            self._stats["acknowledged"] += 1
+            return group.escalation
+
+    def acknowledge_alert(self, alert_id: str, now: float, by: str = "") -> list[str]:
+        """Acknowledge every escalating group holding this alert; returns their keys."""
+        with self._lock:
+            keys = [k for k, g in sorted(self._groups.items())
+                    if alert_id in g.alerts and g.escalation is not None]
+            for k in keys:
+                self.acknowledge(k, now, by)
+        return keys
+
+    def add_silence(self, silence: Union[Silence, Mapping[str, Any]]) -> Silence:
+        """Add a silence to :attr:`silences` (validated when given as a dict)."""
+        return self.silences.add(silence)
+
+    # -- inspection -----------------------------------------------------------
+
+    def routes_for(self, labels: Mapping[str, str]) -> list[RouteNode]:
+        """The route nodes alerts with these (matcher) labels go to."""
+        return self.root.match(labels)
+
+    def muted_by(self, alert: Notification, now: float, node: Optional[RouteNode] = None) -> dict[str, list[str]]:
+        """Why an alert would be left out at ``now``: silence ids, inhibiting alert ids, mute intervals."""
+        labels = alert_labels(alert)
+        with self._lock:
+            reasons = {"silenced_by": self.silences.silenced_by(labels, now),
+                       "inhibited_by": self._inhibitors(alert.alert_id, labels)}
+            if node is not None:
+                reasons["mute_intervals"] = self._active_mutes(node, now)
+        return reasons
+
+    def groups(self) -> list[dict[str, Any]]:
+        """A snapshot of every group: key, route, labels, alert ids, timers and escalation."""
+        with self._lock:
+            out = []
+            for key, g in sorted(self._groups.items()):
+                esc = g.escalation
+                out.append({
+                    "group_key": key, "route": g.node.path, "receiver": g.node.receiver,
+                    "labels": dict(g.labels), "alerts": sorted(g.alerts), "next_flush_at": g.next_flush_at,
+                    "escalation_level": esc.level if esc else None,
+                    "acknowledged_by": esc.acked_by if esc else None,
+                    "next_escalation_at": esc.next_at if esc and not esc.acknowledged else None,
+                })
+            return out
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: notifications (and per reason), silenced / inhibited / muted alert
+        exclusions, resolved updates for unknown alerts, acknowledgements; current groups and alerts."""
+        with self._lock:
+            s = dict(self._stats)
+            s["groups"] = len(self._groups)
+            s["firing_alerts"] = len(self._firing)
+            return s
+
+    # -- internals --------------------------------------------------------------
+
+    def _insert(self, alert: Notification, now: float) -> None:
+        fp = alert.alert_id
+        labels = alert_labels(alert)
+        if alert.status == FIRING:
+            self._firing[fp] = alert
+        else:
+            self._firing.pop(fp, None)
+        self._labels[fp] = labels
+        placed = False
+        targets = [(node, node.group_labels(labels)) for node in self.root.match(labels)]
+        keys = {_group_key(node.path, glabels) for node, glabels in targets}
+        for key, group in self._groups.items():
+            if fp in group.alerts and key not in keys:
+                # Same alert id, different labels (its severity was raised for a
+                # wedding day): it now belongs elsewhere.
+                del group.alerts[fp]
+                self._stats["regrouped"] += 1
+        for node, glabels in targets:
+            key = _group_key(node.path, glabels)
+            group = self._groups.get(key)
+            if group is None:
+                if alert.status != FIRING:
+                    continue  # nothing to resolve here: this group never saw the alert fire
+                group = _Group(key=key, node=node, labels=glabels, created_at=now,
+                               next_flush_at=now + node.group_wait)
+                self._groups[key] = group
+            elif alert.status != FIRING and fp not in group.alerts:
+                continue
+            group.alerts[fp] = alert
+            placed = True
+            # Alertmanager: an alert that has waited group_wait already, arriving
+            # before the group's first flush, makes the group flush at once.
+            if not group.flushed and alert.starts_at + node.group_wait < now:
+                group.next_flush_at = now
+        if not placed:
+            self._labels.pop(fp, None)
+            if alert.status != FIRING:
+                # A resolve for an alert no group holds (never fired here, or its
+                # resolve was already sent): counted so the gap is visible.
+                self._stats["resolved_unknown"] += 1
+
+    def _inhibitors(self, fp: str, labels: Mapping[str, str]) -> list[str]:
+        hits = []
+        for src_fp, src in self._firing.items():
+            if src_fp == fp:
+                continue
+            src_labels = self._labels.get(src_fp) or alert_labels(src)
+            if any(rule.inhibits(labels, src_labels) for rule in self.config.inhibit_rules):
+                hits.append(src_fp)
+        return sorted(hits)
+
+    def _active_mutes(self, node: RouteNode, now: float) -> list[str]:
+        return [name for name in node.mute_time_intervals if self._mutes[name].active(now)]
+
+    def _visible(self, group: _Group, now: float) -> list[Notification]:
+        """The group's alerts minus the silenced and inhibited ones (counted)."""
+        keep = []
+        for fp in sorted(group.alerts):
+            alert = group.alerts[fp]
+            labels = self._labels.get(fp) or alert_labels(alert)
+            if self.silences.silenced_by(labels, now):
+                self._stats["silenced"] += 1
+            elif self._inhibitors(fp, labels):
+                self._stats["inhibited"] += 1
+            else:
+                keep.append(alert)
+        return keep
+
+    def _flush(self, group: _Group, now: float) -> list[RoutedNotification]:
+        node = group.node
+        group.flushed = True
+        group.next_flush_at = now + node.group_interval
+        snapshot = dict(group.alerts)
+        out: list[RoutedNotification] = []
+        if self._active_mutes(node, now):
+            # Alertmanager drops the flush during a mute interval; resolved alerts
+            # still leave the group below.  Counted, not silent.
+            self._stats["muted"] += len(snapshot)
+        else:
+            visible = self._visible(group, now)
+            firing = frozenset(a.alert_id for a in visible if a.status == FIRING)
+            resolved = frozenset(a.alert_id for a in visible if a.status != FIRING)
+            reason = self._needs_update(group.sent, firing, resolved, node, now)
+            if reason is not None and visible:
+                group.sent = _Sent(firing, resolved, now)
+                # Everyone paged so far hears the resolve, even though it ends the escalation.
+                told = self._receivers(group)
+                self._track_escalation(group, firing, visible, now)
+                payload = [a for a in visible if a.status == FIRING or node.send_resolved]
+                if payload:
+                    receivers = tuple(dict.fromkeys(told + self._receivers(group)))
+                    out = self._messages(group, payload, reason, receivers, now)
+            elif not firing and group.escalation is not None:
+                group.escalation = None  # nothing left firing to escalate about
+        # Sent (or muted) resolved alerts leave the group, unless they fired again meanwhile.
+        for fp, alert in snapshot.items():
+            if alert.status != FIRING and group.alerts.get(fp) is alert:
+                del group.alerts[fp]
+                if not any(fp in g.alerts for g in self._groups.values()):
+                    self._labels.pop(fp, None)
+        if not group.alerts:
+            del self._groups[group.key]
+        return out
+
+    @staticmethod
+    def _needs_update(sent: Optional[_Sent], firing: frozenset, resolved: frozenset,
+                      node: RouteNode, now: float) -> Optional[str]:
+        """Alertmanager's ``DedupStage.needsUpdate``, returning why (or None)."""
+        if sent is None:
+            return REASON_INITIAL if firing else None
+        if not firing <= sent.firing:
+            return REASON_UPDATE
+        if not firing:
+            # All resolved: tell whoever was told they fired.
+            return REASON_RESOLVED if sent.firing else None
+        if node.send_resolved and not resolved <= sent.resolved:
+            return REASON_UPDATE
+        if sent.at <= now - node.repeat_interval:
+            return REASON_REPEAT
+        return None
+
+    def _track_escalation(self, group: _Group, firing: frozenset, visible: list, now: float) -> None:
+        name = group.node.escalation
+        if name is None:
+            return
+        label_sets = [self._labels[a.alert_id] for a in visible if a.status == FIRING]
+        if not firing:
+            group.escalation = None
+        elif group.escalation is None:
+            group.escalation = Escalation.start(self._policies[name], now, label_sets, self.priority)
+        else:
+            group.escalation.rearm_if_new(firing, now, label_sets, self.priority)
+
+    def _escalate(self, group: _Group, now: float) -> list[RoutedNotification]:
+        esc = group.escalation
+        if self._active_mutes(group.node, now):
+            esc.postpone(now + _MUTED_RECHECK)
+            return []
+        firing = [a for a in self._visible(group, now) if a.status == FIRING]
+        if not firing:
+            # Silenced or inhibited since: no one to wake; look again later.
+            esc.postpone(now + _MUTED_RECHECK)
+            return []
+        label_sets = [self._labels[a.alert_id] for a in firing]
+        receivers = esc.step(now, label_sets, self.priority)
+        return self._messages(group, firing, REASON_ESCALATION, receivers, now)
+
+    def _receivers(self, group: _Group) -> tuple[str, ...]:
+        names = [group.node.receiver]
+        if group.escalation is not None:
+            names.extend(group.escalation.receivers())
+        return tuple(dict.fromkeys(names))
+
+    def _messages(self, group: _Group, alerts: list[Notification], reason: str,
+                  receivers: Iterable[str], now: float) -> list[RoutedNotification]:
+        level = group.escalation.level if group.escalation is not None else 0
+        # Firing first, then resolved; each in a stable order.
+        ordered = sorted(alerts, key=lambda a: (a.status != FIRING, a.starts_at, a.alert_id))
+        stamped = tuple(dataclasses.replace(a, group_key=group.key, escalation_level=level) for a in ordered)
+        message = NotificationGroup(stamped, group_key=group.key)
+        return [RoutedNotification(receiver=r, group=message, group_key=group.key,
+                                   group_labels=dict(group.labels), route=group.node.path,
+                                   reason=reason, escalation_level=level, at=now)
+                for r in dict.fromkeys(receivers)]
+
+
+def _group_key(path: str, labels: Mapping[str, str]) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return f"{path}:{{{inner}}}"
+
+
+def _now(now: Any) -> float:
+    if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
+        raise ValueError(f"now must be finite epoch seconds, got {now!r}")
+    return float(now)
