@@ -1,0 +1,216 @@
+"""Numba batch twins of the streaming detectors in ``wedmetrics.alerting.detectors``.
+
+Private: call them through ``detectors.detect``, which validates the input.
+Every kernel repeats the streaming algorithm operation for operation (same
+median/MAD walk, same running sums in the same order), so the outputs are
+bit-identical to the pure-Python path; ``tests/alerting/test_detectors.py``
+checks that with hypothesis.  Constants arrive as arguments: a cached kernel
+reads no module globals that could change.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["robust_detect", "ewma_detect", "alert_onsets"]
+
+
+@njit(cache=True)
+def _insert_sorted(srt, k, value):
+    # srt[:k] is sorted; insert like bisect.insort (after equal values).
+    pos = np.searchsorted(srt[:k], value, side="right")
+    for j in range(k, pos, -1):
+        srt[j] = srt[j - 1]
+    srt[pos] = value
+
+
+@njit(cache=True)
+def _remove_sorted(srt, k, value):
+    pos = np.searchsorted(srt[:k], value, side="left")
+    for j in range(pos, k - 1):
+        srt[j] = srt[j + 1]
+
+
+@njit(cache=True)
+def _robust_z(srt, k, min_periods, value, mad_to_sigma, mean_ad_to_sigma):
+    if k < min_periods:
+        return 0.0
+    mid = k // 2
+    if k % 2 == 1:
+        med = srt[mid]
+    else:
+        med = 0.5 * (srt[mid - 1] + srt[mid])
+    left = np.searchsorted(srt[:k], med, side="left") - 1
+    right = left + 1
+    lower = 0.0
+    upper = 0.0
+    for _ in range(mid + 1):
+        if right >= k or (left >= 0 and med - srt[left] <= srt[right] - med):
+            dev = med - srt[left]
+            left -= 1
+        else:
+            dev = srt[right] - med
+            right += 1
+        lower = upper
+        upper = dev
+    mad = upper if k % 2 == 1 else 0.5 * (lower + upper)
+    scale = mad_to_sigma * mad
+    if scale <= 0.0:
+        total = 0.0
+        for j in range(k):
+            total += abs(srt[j] - med)
+        scale = mean_ad_to_sigma * (total / k)
+    if scale <= 0.0:
+        return 0.0 if value == med else np.inf
+    return abs(value - med) / scale
+
+
+@njit(cache=True)
+def _gate(scores, anomalous, i, score, threshold, span, q_idx, q_val, head, tail, seen):
+    """Surprise gate as a max-queue in arrays; returns the new (head, tail)."""
+    if span == 0:
+        anomalous[i] = score >= threshold
+        return head, tail
+    while head < tail and q_idx[head] < seen - span:
+        head += 1
+    fresh = head == tail or score > q_val[head]
+    while head < tail and q_val[tail - 1] <= score:
+        tail -= 1
+    q_idx[tail] = seen
+    q_val[tail] = score
+    tail += 1
+    anomalous[i] = score >= threshold and fresh
+    return head, tail
+
+
+@njit(cache=True)
+def robust_detect(values, window, min_periods, mean_span, season, threshold, surprise_window,
+                  mad_to_sigma, mean_ad_to_sigma):
+    """Batch ``RobustZDetector``: (float64 scores, bool anomalous) per row."""
+    n = values.shape[0]
+    scores = np.zeros(n)
+    anomalous = np.zeros(n, dtype=np.bool_)
+    ring = np.empty((3, window))          # level, step, mean views
+    srt = np.empty((3, window))
+    fill = np.zeros(3, dtype=np.int64)
+    head_pos = np.zeros(3, dtype=np.int64)
+    recent = np.empty(mean_span)
+    recent_len = 0
+    recent_head = 0
+    recent_sum = 0.0
+    q_idx = np.empty(n + 1, dtype=np.int64)
+    q_val = np.empty(n + 1)
+    head = 0
+    tail = 0
+    seen = 0
+    have_previous = False
+    previous = 0.0
+    for i in range(n):
+        if season > 0:
+            if i < season:
+                continue
+            y = values[i] - values[i - season]
+        else:
+            y = values[i]
+        feats = np.empty(3)
+        active = np.zeros(3, dtype=np.bool_)
+        feats[0] = y
+        active[0] = True
+        if have_previous:
+            feats[1] = y - previous
+            active[1] = True
+        previous = y
+        have_previous = True
+        if recent_len == mean_span:
+            recent_sum -= recent[recent_head]
+            recent_head = (recent_head + 1) % mean_span
+            recent_len -= 1
+        recent[(recent_head + recent_len) % mean_span] = y
+        recent_len += 1
+        recent_sum += y
+        if mean_span > 1:
+            feats[2] = recent_sum / recent_len
+            active[2] = True
+        score = 0.0
+        for v in range(3):
+            if not active[v]:
+                continue
+            k = fill[v]
+            z = _robust_z(srt[v], k, min_periods, feats[v], mad_to_sigma, mean_ad_to_sigma)
+            if z > score:
+                score = z
+            if k == window:
+                old = ring[v, head_pos[v]]
+                _remove_sorted(srt[v], k, old)
+                k -= 1
+                ring[v, head_pos[v]] = feats[v]
+                head_pos[v] = (head_pos[v] + 1) % window
+            else:
+                ring[v, k] = feats[v]
+            _insert_sorted(srt[v], k, feats[v])
+            fill[v] = k + 1
+        scores[i] = score
+        head, tail = _gate(scores, anomalous, i, score, threshold, surprise_window,
+                           q_idx, q_val, head, tail, seen)
+        seen += 1
+    return scores, anomalous
+
+
+@njit(cache=True)
+def ewma_detect(values, alpha, min_periods, season, threshold, surprise_window):
+    """Batch ``EwmaDetector``: (float64 scores, bool anomalous) per row."""
+    n = values.shape[0]
+    scores = np.zeros(n)
+    anomalous = np.zeros(n, dtype=np.bool_)
+    q_idx = np.empty(n + 1, dtype=np.int64)
+    q_val = np.empty(n + 1)
+    head = 0
+    tail = 0
+    seen = 0
+    mean = 0.0
+    var = 0.0
+    count = 0
+    for i in range(n):
+        if season > 0:
+            if i < season:
+                continue
+            y = values[i] - values[i - season]
+        else:
+            y = values[i]
+        score = 0.0
+        if count >= min_periods:
+            sd = np.sqrt(var)
+            if sd > 0.0:
+                score = abs(y - mean) / sd
+            elif y != mean:
+                score = np.inf
+        if count == 0:
+            mean = y
+        else:
+            diff = y - mean
+            incr = alpha * diff
+            mean = mean + incr
+            var = (1.0 - alpha) * (var + diff * incr)
+        count += 1
+        scores[i] = score
+        head, tail = _gate(scores, anomalous, i, score, threshold, surprise_window,
+                           q_idx, q_val, head, tail, seen)
+        seen += 1
+    return scores, anomalous
+
+
+@njit(cache=True)
+def alert_onsets(anomalous, consecutive, cooldown):
+    """Batch twin of ``detectors.alert_onsets``."""
+    n = anomalous.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    run = 0
+    last = -1
+    fired = False
+    for i in range(n):
+        run = run + 1 if anomalous[i] else 0
+        if run >= consecutive and (not fired or i - last > cooldown):
+            out[i] = True
+            last = i
+            fired = True
+    return out
