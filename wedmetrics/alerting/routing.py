@@ -608,7 +608,7 @@ class Dispatcher:
                 if payload:
                     receivers = tuple(dict.fromkeys(told + self._receivers(group)))
                     out = self._messages(group, payload, reason, receivers, now)
-            elif not firing and group.escalation is not None:
+            elif group.escalation is not None and not _any_firing(group):
                 group.escalation = None  # nothing left firing to escalate about
         # Sent (or muted) resolved alerts leave the group, unless they fired again meanwhile.
         for fp, alert in snapshot.items():
@@ -642,8 +642,12 @@ class Dispatcher:
         if name is None:
             return
         label_sets = [self._labels[a.alert_id] for a in visible if a.status == FIRING]
-        if not firing:
+        if not _any_firing(group):
             group.escalation = None
+        elif not firing:
+            # What still fires is silenced or inhibited: the escalation pauses
+            # (see _escalate) and resumes when the silence ends.
+            return
         elif group.escalation is None:
             group.escalation = Escalation.start(self._policies[name], now, label_sets, self.priority)
         else:
@@ -680,6 +684,10 @@ class Dispatcher:
                                    group_labels=dict(group.labels), route=group.node.path,
                                    reason=reason, escalation_level=level, at=now)
                 for r in dict.fromkeys(receivers)]
+
+
+def _any_firing(group: _Group) -> bool:
+    return any(a.status == FIRING for a in group.alerts.values())
 
 
 def _group_key(path: str, labels: Mapping[str, str]) -> str:
