@@ -1,0 +1,40 @@
+"""Alerting: rules over the metrics engine, their lifecycle, routing and notifiers.
+
+>>> import wedmetrics as wm
+>>> from wedmetrics.alerting import AlertEngine, AlertRule
+>>> engine = wm.MetricsEngine(clock=wm.ManualClock(1_700_000_000.0))
+>>> engine.series("api.latency", labels={"route": "/photos"}).record(0.9)
+>>> with AlertEngine(engine) as alerts:
+...     _ = alerts.add_rule({"kind": "threshold", "name": "Slow", "metric": "api.latency",
+...                          "stat": "p95", "window": "5m", "op": ">", "threshold": 0.5})
+...     alerts.evaluate().count("firing")
+1
+>>> engine.close()
+"""
+from __future__ import annotations
+
+from .delivery import DeadLetter, DeliveryQueue, RetryPolicy
+from .engine import ALL_RECEIVERS, AlertEngine, AlertEvent, AlertView, fingerprint
+from .escalation import EscalationLevel, EscalationPolicy
+from .evaluation import STATE_NAMES, TickResult
+from .loading import load_rules, parse_rules
+from .matchers import Matcher, parse_matchers
+from .notification import Notification, NotificationGroup, Severity
+from .notifiers import (DeliveryError, EmailNotifier, LogNotifier, Notifier, Secret, SlackNotifier,
+                        SmsNotifier, WebhookNotifier, verify_signature)
+from .routing import Dispatcher, Route, RoutingConfig
+from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, FeedbackPolicy,
+                    RateOfChangeRule, RuleError, ThresholdRule)
+from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence
+from .templating import Template, TemplateError
+
+__all__ = [
+    "AlertEngine", "AlertEvent", "AlertView", "ALL_RECEIVERS", "fingerprint", "TickResult",
+    "STATE_NAMES", "AlertRule", "ThresholdRule", "RateOfChangeRule", "AbsenceRule", "AnomalyRule",
+    "CompositeRule", "FeedbackPolicy", "RuleError", "load_rules", "parse_rules", "Template",
+    "TemplateError", "Matcher", "parse_matchers", "Notification", "NotificationGroup", "Severity",
+    "Notifier", "LogNotifier", "EmailNotifier", "SlackNotifier", "WebhookNotifier", "SmsNotifier",
+    "Secret", "DeliveryError", "verify_signature", "DeliveryQueue", "RetryPolicy", "DeadLetter",
+    "Route", "RoutingConfig", "Dispatcher", "EscalationPolicy", "EscalationLevel", "Silence",
+    "InhibitRule", "MuteInterval", "DEFAULT_INHIBIT_RULE",
+]
