@@ -34,6 +34,9 @@ HEADER_SIZE = _HEADER.size
 #: small enough that hostile headers cannot ask for absurd allocations.
 MAX_BINS_LIMIT = 1 << 20
 MAX_COLLAPSES = 40
+#: Smallest accepted alpha: below it keys of finite doubles (|key| up to
+#: 709 / log(gamma)) would outgrow KEY_LIMIT and a sketch could not round-trip.
+MIN_ALPHA = 1e-6
 #: Keys of finite doubles at the smallest alpha we accept stay far below this.
 KEY_LIMIT = 1 << 40
 

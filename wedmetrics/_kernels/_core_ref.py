@@ -31,6 +31,16 @@ NEGATIVE_INCREMENT = 5
 REASONS = ("ok", "late", "invalid_value", "invalid_timestamp", "unknown_series",
            "negative_increment")
 
+# Bucket indices beyond +-2**52 are refused as BAD_TS (the compiled core keeps
+# indices in int64) and horizons are clamped to +-2**62 for the same reason.
+IDX_LIMIT = 1 << 52
+_IDX_CLAMP = 1 << 62
+
+
+def _horizon_idx(horizon: float, width: float) -> int:
+    return max(-_IDX_CLAMP, min(_IDX_CLAMP, math.floor(horizon / width)))
+
+
 # Bytes the compiled core spends per stored bucket slot (see csrc/core.h);
 # the reference reports the same figure so stats read alike.
 SLOT_BYTES = 48
@@ -224,11 +234,13 @@ class Core:
             return BAD_VALUE
         if not math.isfinite(ts):
             return BAD_TS
+        idx = math.floor(ts / self.widths[0])
+        if abs(idx) > IDX_LIMIT:
+            return BAD_TS
         if ts > self.watermark:
             self.watermark = ts
-        idx = math.floor(ts / self.widths[0])
         horizon = self.watermark - self.lateness
-        if idx < math.floor(horizon / self.widths[0]):
+        if idx < _horizon_idx(horizon, self.widths[0]):
             return LATE
         s = self._series[sid]
         b = s.open0.get(idx)
@@ -269,13 +281,17 @@ class Core:
                 return i, UNKNOWN_SERIES
             if not math.isfinite(float(values[i])):
                 return i, BAD_VALUE
-            if not math.isfinite(float(ts[i])):
+            if not math.isfinite(float(ts[i])) or \
+                    abs(math.floor(float(ts[i]) / self.widths[0])) > IDX_LIMIT:
                 return i, BAD_TS
         return -1, OK
 
     # -- closing ----------------------------------------------------------
     def advance(self, now: float) -> None:
         """Move the watermark to ``now`` (never back) and close what is due."""
+        now = float(now)
+        if not math.isfinite(now):
+            raise ValueError(f"advance needs a finite time, got {now!r}")
         with self.lock:
             if now > self.watermark:
                 self.watermark = now
@@ -285,7 +301,7 @@ class Core:
 
     def _advance_series(self, s: _Series, horizon: float) -> None:
         w0 = self.widths[0]
-        until = math.floor(horizon / w0) if math.isfinite(horizon) else s.closed_until
+        until = _horizon_idx(horizon, w0) if math.isfinite(horizon) else s.closed_until
         if until <= s.closed_until:
             return
         s.closed_until = until
@@ -523,7 +539,7 @@ class Handle:
                     f"({self._core.lateness:g}s behind now={self._core.watermark!r})")
         elif self._raise_invalid:
             what = {BAD_VALUE: f"value must be finite, got {v!r}",
-                    BAD_TS: f"timestamp must be finite, got {t!r}",
+                    BAD_TS: f"timestamp must be finite and in range, got {t!r}",
                     NEGATIVE_INCREMENT: f"counter increments must be >= 0, got {v!r}"}[code]
             raise errors.InvalidPointError(f"{self.name}: {what}")
 

@@ -41,9 +41,20 @@ def shift_key(k: int, collapses: int) -> int:
     return -((-k) >> collapses)
 
 
+def _exp(x: float) -> float:
+    """``math.exp`` that saturates to inf like C's ``exp`` instead of raising."""
+    try:
+        return math.exp(x)
+    except OverflowError:
+        return math.inf
+
+
 def representative(key: int, log_gamma: float, collapses: int) -> float:
     lg = log_gamma * float(1 << collapses)
-    return 2.0 * math.exp(key * lg) / (1.0 + math.exp(lg))
+    g = _exp(lg)
+    if math.isinf(g):   # only absurd decoded collapse levels: the limit of 2 g^k / (1 + g)
+        return math.inf if key > 1 else (2.0 if key == 1 else 0.0)
+    return 2.0 * _exp(key * lg) / (1.0 + g)
 
 
 class _Store:
@@ -111,6 +122,8 @@ class Sketch:
         alpha = float(alpha)
         if not (0.0 < alpha < 1.0):
             raise ValueError(f"alpha must be in (0, 1), got {alpha!r}")
+        if alpha < _codec.MIN_ALPHA:
+            raise ValueError(f"alpha must be >= {_codec.MIN_ALPHA}, got {alpha!r}")
         max_bins = int(max_bins)
         if not (16 <= max_bins <= _codec.MAX_BINS_LIMIT):
             raise ValueError(f"max_bins must be in [16, {_codec.MAX_BINS_LIMIT}], got {max_bins}")
@@ -216,7 +229,9 @@ class Sketch:
         """Relative accuracy currently guaranteed (degrades with collapses)."""
         if self.collapses == 0:
             return self.base_alpha
-        g = math.exp(self._log_gamma * float(1 << self.collapses))
+        g = _exp(self._log_gamma * float(1 << self.collapses))
+        if math.isinf(g):
+            return 1.0
         return (g - 1.0) / (g + 1.0)
 
     @property
