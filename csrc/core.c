@@ -1,0 +1,778 @@
+/* The bucket core; see core.h for the layout and _core_ref.py for the spec. */
+#include "core.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct wm_series {
+    int64_t closed_until;   /* finest idx below which everything is closed */
+    wm_bucket *open;        /* sorted by idx; [n_open, open_cap) are cleared spares */
+    uint32_t n_open, open_cap;
+    uint32_t acc_mask;      /* bit l: accs[l] is open */
+    int64_t sid;
+    double last_value, last_ts;
+    int64_t exact_cap, exact_n, exact_head;
+    double *exact_ts, *exact_val;
+    wm_ring *rings;         /* nlevels, in the same allocation */
+    wm_bucket *accs;        /* nlevels (0 unused), in the same allocation */
+};
+
+struct wm_core {
+    int nlevels;
+    double widths[WM_MAX_LEVELS];
+    int64_t ratios[WM_MAX_LEVELS];
+    int64_t retention[WM_MAX_LEVELS];
+    double lateness, alpha;
+    uint32_t max_bins;
+    double watermark;
+    int64_t horizon_idx;    /* floor((watermark - lateness) / w0), clamped */
+    int has_horizon;
+    wm_series **series;
+    int64_t n_series, series_cap;
+    int64_t outcomes[WM_N_OUTCOMES];
+    int outbox_enabled;
+    wm_outbox outbox;
+    wm_acct mem;
+};
+
+/* ---- accounted allocation ---------------------------------------------- */
+
+static void *xrealloc(wm_core *c, void *p, size_t old, size_t new_size)
+{
+    void *q = realloc(p, new_size ? new_size : 1);
+    if (q)
+        c->mem += (int64_t)new_size - (int64_t)old;
+    return q;
+}
+
+static void xfree(wm_core *c, void *p, size_t size)
+{
+    if (p) {
+        free(p);
+        c->mem -= (int64_t)size;
+    }
+}
+
+static int64_t clamp_idx(double f)
+{
+    if (!(f > -(double)WM_IDX_CLAMP))
+        return -WM_IDX_CLAMP;
+    if (f > (double)WM_IDX_CLAMP)
+        return WM_IDX_CLAMP;
+    return (int64_t)f;
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+wm_core *wm_core_new(int nlevels, const double *widths, const int64_t *retention,
+                     double lateness, double alpha, uint32_t max_bins)
+{
+    if (nlevels < 1 || nlevels > WM_MAX_LEVELS)
+        return NULL;
+    wm_core *c = calloc(1, sizeof(wm_core));
+    if (!c)
+        return NULL;
+    c->mem = sizeof(wm_core);
+    c->nlevels = nlevels;
+    for (int i = 0; i < nlevels; i++) {
+        c->widths[i] = widths[i];
+        c->ratios[i] = (int64_t)llround(widths[i] / widths[0]);
+        c->retention[i] = retention[i];
+    }
+    c->lateness = lateness;
+    c->alpha = alpha;
+    c->max_bins = max_bins;
+    c->watermark = -INFINITY;
+    c->horizon_idx = -WM_IDX_CLAMP;
+    c->has_horizon = 0;
+    return c;
+}
+
+static void outbox_release(wm_core *c, wm_outbox *o)
+{
+    size_t n = (size_t)o->cap;
+    xfree(c, o->sid, n * 8);
+    xfree(c, o->idx, n * 8);
+    xfree(c, o->count, n * 8);
+    xfree(c, o->level, n * 4);
+    xfree(c, o->sum, n * 8);
+    xfree(c, o->min, n * 8);
+    xfree(c, o->max, n * 8);
+    xfree(c, o->collapses, n);
+    xfree(c, o->body_off, n * 8);
+    xfree(c, o->body_len, n * 4);
+    xfree(c, o->bytes, (size_t)o->b_cap);
+    memset(o, 0, sizeof(*o));
+}
+
+static size_t series_block_size(int nlevels)
+{
+    return sizeof(wm_series) + (size_t)nlevels * (sizeof(wm_ring) + sizeof(wm_bucket));
+}
+
+static void series_free(wm_core *c, wm_series *s)
+{
+    for (uint32_t i = 0; i < s->open_cap; i++)
+        wm_sketch_free(&s->open[i].sk);
+    xfree(c, s->open, (size_t)s->open_cap * sizeof(wm_bucket));
+    for (int l = 0; l < c->nlevels; l++) {
+        wm_ring *r = &s->rings[l];
+        xfree(c, r->slots, (size_t)r->cap * sizeof(wm_slot));
+        xfree(c, r->arena, r->a_cap);
+        if (l)
+            wm_sketch_free(&s->accs[l].sk);
+    }
+    xfree(c, s->exact_ts, (size_t)s->exact_cap * 8);
+    xfree(c, s->exact_val, (size_t)s->exact_cap * 8);
+    xfree(c, s, series_block_size(c->nlevels));
+}
+
+void wm_core_free(wm_core *c)
+{
+    if (!c)
+        return;
+    for (int64_t i = 0; i < c->n_series; i++)
+        series_free(c, c->series[i]);
+    free(c->series);
+    outbox_release(c, &c->outbox);
+    free(c);
+}
+
+int64_t wm_core_add_series(wm_core *c, int64_t exact_capacity)
+{
+    if (c->n_series == c->series_cap) {
+        int64_t ncap = c->series_cap ? c->series_cap * 2 : 16;
+        wm_series **p = xrealloc(c, c->series, (size_t)c->series_cap * sizeof(void *),
+                                 (size_t)ncap * sizeof(void *));
+        if (!p)
+            return -1;
+        c->series = p;
+        c->series_cap = ncap;
+    }
+    wm_series *s = xrealloc(c, NULL, 0, series_block_size(c->nlevels));
+    if (!s)
+        return -1;
+    memset(s, 0, series_block_size(c->nlevels));
+    s->rings = (wm_ring *)(s + 1);
+    s->accs = (wm_bucket *)(s->rings + c->nlevels);
+    s->closed_until = -WM_IDX_CLAMP;
+    s->sid = c->n_series;
+    s->last_value = NAN;
+    s->last_ts = NAN;
+    for (int l = 0; l < c->nlevels; l++) {
+        s->rings[l].gone = -WM_IDX_CLAMP;
+        wm_sketch_init(&s->accs[l].sk, c->alpha, c->max_bins, &c->mem);
+    }
+    if (exact_capacity > 0) {
+        s->exact_ts = xrealloc(c, NULL, 0, (size_t)exact_capacity * 8);
+        s->exact_val = xrealloc(c, NULL, 0, (size_t)exact_capacity * 8);
+        s->exact_cap = exact_capacity;
+        if (!s->exact_ts || !s->exact_val) {
+            series_free(c, s);
+            return -1;
+        }
+    }
+    c->series[c->n_series] = s;
+    return c->n_series++;
+}
+
+int64_t wm_core_n_series(const wm_core *c) { return c->n_series; }
+
+/* ---- rings ----------------------------------------------------------------- */
+
+static inline wm_slot *ring_at(const wm_ring *r, uint32_t i)
+{
+    uint32_t p = r->start + i;
+    if (p >= r->cap)
+        p -= r->cap;
+    return &r->slots[p];
+}
+
+static void ring_evict_through(wm_ring *r, int64_t idx)
+{
+    if (idx > r->gone)
+        r->gone = idx;
+    while (r->n && r->slots[r->start].idx <= idx) {
+        wm_slot *sl = &r->slots[r->start];
+        if (sl->len)
+            r->a_head = sl->ref + sl->len;
+        r->start = r->start + 1 == r->cap ? 0 : r->start + 1;
+        r->n--;
+    }
+    if (!r->n)
+        r->a_head = r->a_len = 0;
+}
+
+/* First position with slot idx >= key (binary search over the ring). */
+static uint32_t ring_lower(const wm_ring *r, int64_t key)
+{
+    uint32_t a = 0, b = r->n;
+    while (a < b) {
+        uint32_t m = a + (b - a) / 2;
+        if (ring_at(r, m)->idx < key)
+            a = m + 1;
+        else
+            b = m;
+    }
+    return a;
+}
+
+static int ring_reserve_slot(wm_core *c, wm_ring *r, int64_t retention)
+{
+    if (r->n < r->cap)
+        return WM_OK;
+    uint32_t ncap = r->cap ? r->cap * 2 : 4;
+    if ((int64_t)ncap > retention)
+        ncap = (uint32_t)retention;
+    if (ncap <= r->n)
+        ncap = r->n + 1;
+    wm_slot *ns = xrealloc(c, NULL, 0, (size_t)ncap * sizeof(wm_slot));
+    if (!ns)
+        return WM_ENOMEM;
+    for (uint32_t i = 0; i < r->n; i++)
+        ns[i] = *ring_at(r, i);
+    xfree(c, r->slots, (size_t)r->cap * sizeof(wm_slot));
+    r->slots = ns;
+    r->cap = ncap;
+    r->start = 0;
+    return WM_OK;
+}
+
+static int ring_reserve_bytes(wm_core *c, wm_ring *r, size_t need)
+{
+    if (r->a_head && r->a_head * 2 >= r->a_len) {
+        /* half the arena is evicted: slide the live records to the front */
+        uint32_t h = r->a_head;
+        memmove(r->arena, r->arena + h, r->a_len - h);
+        r->a_len -= h;
+        r->a_head = 0;
+        for (uint32_t i = 0; i < r->n; i++) {
+            wm_slot *sl = ring_at(r, i);
+            if (sl->len)
+                sl->ref -= h;
+        }
+        if (r->a_cap > 1024 && (size_t)r->a_len + need < r->a_cap / 4) {
+            uint32_t ncap = r->a_cap / 2;
+            uint8_t *p = xrealloc(c, r->arena, r->a_cap, ncap);
+            if (p) {
+                r->arena = p;
+                r->a_cap = ncap;
+            }
+        }
+    }
+    if ((size_t)r->a_len + need <= r->a_cap)
+        return WM_OK;
+    size_t ncap = r->a_cap ? r->a_cap : 64;
+    while (ncap < (size_t)r->a_len + need)
+        ncap *= 2;
+    if (ncap > UINT32_MAX)
+        return WM_ENOMEM;
+    uint8_t *p = xrealloc(c, r->arena, r->a_cap, ncap);
+    if (!p)
+        return WM_ENOMEM;
+    r->arena = p;
+    r->a_cap = (uint32_t)ncap;
+    return WM_OK;
+}
+
+/* Freeze a closed bucket into the ring of its level. */
+static int ring_push(wm_core *c, wm_ring *r, int64_t retention, int64_t idx, const wm_sketch *sk)
+{
+    ring_evict_through(r, idx - retention);
+    if (ring_reserve_slot(c, r, retention))
+        return WM_ENOMEM;
+    wm_slot sl;
+    sl.idx = idx;
+    if (sk->count == 1 && sk->collapses == 0) {
+        sl.sum = sk->min;
+        sl.ref = 0;
+        sl.len = 0;
+    } else {
+        size_t need = 1 + 10 + 16 + wm_sketch_body_bound(sk);
+        if (ring_reserve_bytes(c, r, need))
+            return WM_ENOMEM;
+        uint8_t *out = r->arena + r->a_len;
+        size_t p = 0;
+        out[p++] = (uint8_t)sk->collapses;
+        p += wm_put_varint(out + p, sk->count);
+        memcpy(out + p, &sk->min, 8);
+        memcpy(out + p + 8, &sk->max, 8);
+        p += 16;
+        p += wm_sketch_body_encode(sk, out + p);
+        sl.sum = sk->sum;
+        sl.ref = r->a_len;
+        sl.len = (uint32_t)p;
+        r->a_len += (uint32_t)p;
+    }
+    *ring_at(r, r->n) = sl;
+    r->n++;
+    return WM_OK;
+}
+
+/* Merge a closed slot into acc. */
+static int absorb_slot(const wm_ring *r, const wm_slot *sl, wm_sketch *acc)
+{
+    if (!sl->len)
+        return wm_sketch_add_point(acc, sl->sum, 0.0 + sl->sum);
+    const uint8_t *rec = r->arena + sl->ref;
+    size_t p = 1;
+    uint64_t count;
+    double mn, mx;
+    wm_get_varint(rec, sl->len, &p, &count);
+    memcpy(&mn, rec + p, 8);
+    memcpy(&mx, rec + p + 8, 8);
+    p += 16;
+    return wm_sketch_merge_body(acc, rec[0], count, sl->sum, mn, mx, rec + p, sl->len - p);
+}
+
+/* ---- outbox -------------------------------------------------------------- */
+
+#define GROW_FIELD(field, size)                                                        \
+    do {                                                                               \
+        void *np_ = xrealloc(c, o->field, (size_t)o->cap * (size), (size_t)ncap * (size)); \
+        if (!np_)                                                                      \
+            return WM_ENOMEM;                                                          \
+        o->field = np_;                                                                \
+    } while (0)
+
+static int outbox_grow(wm_core *c, wm_outbox *o)
+{
+    int64_t ncap = o->cap ? o->cap * 2 : 64;
+    /* each field is grown separately; cap moves only when all succeeded */
+    GROW_FIELD(sid, 8);
+    GROW_FIELD(idx, 8);
+    GROW_FIELD(count, 8);
+    GROW_FIELD(level, 4);
+    GROW_FIELD(sum, 8);
+    GROW_FIELD(min, 8);
+    GROW_FIELD(max, 8);
+    GROW_FIELD(collapses, 1);
+    GROW_FIELD(body_off, 8);
+    GROW_FIELD(body_len, 4);
+    o->cap = ncap;
+    return WM_OK;
+}
+
+static int outbox_push(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk)
+{
+    wm_outbox *o = &c->outbox;
+    if (o->n == o->cap && outbox_grow(c, o))
+        return WM_ENOMEM;
+    size_t need = wm_sketch_body_bound(sk);
+    if (o->b_len + need > o->b_cap) {
+        uint64_t ncap = o->b_cap ? o->b_cap : 1024;
+        while (ncap < o->b_len + need)
+            ncap *= 2;
+        uint8_t *p = xrealloc(c, o->bytes, (size_t)o->b_cap, (size_t)ncap);
+        if (!p)
+            return WM_ENOMEM;
+        o->bytes = p;
+        o->b_cap = ncap;
+    }
+    int64_t i = o->n;
+    o->sid[i] = sid;
+    o->level[i] = level;
+    o->idx[i] = idx;
+    o->count[i] = (int64_t)sk->count;
+    o->sum[i] = sk->sum;
+    o->min[i] = sk->min;
+    o->max[i] = sk->max;
+    o->collapses[i] = (uint8_t)sk->collapses;
+    o->body_off[i] = o->b_len;
+    size_t len = wm_sketch_body_encode(sk, o->bytes + o->b_len);
+    o->body_len[i] = (uint32_t)len;
+    o->b_len += len;
+    o->n++;
+    return WM_OK;
+}
+
+void wm_core_set_outbox(wm_core *c, int enabled) { c->outbox_enabled = enabled != 0; }
+int wm_core_outbox_enabled(const wm_core *c) { return c->outbox_enabled; }
+
+void wm_core_take_outbox(wm_core *c, wm_outbox *out)
+{
+    *out = c->outbox;
+    memset(&c->outbox, 0, sizeof(wm_outbox));
+    /* the caller's copy is no longer the core's memory */
+    c->mem -= out->cap * (8 * 7 + 4 + 1 + 4) + (int64_t)out->b_cap;
+}
+
+void wm_outbox_free(wm_outbox *o)
+{
+    free(o->sid);
+    free(o->idx);
+    free(o->count);
+    free(o->level);
+    free(o->sum);
+    free(o->min);
+    free(o->max);
+    free(o->collapses);
+    free(o->body_off);
+    free(o->body_len);
+    free(o->bytes);
+    memset(o, 0, sizeof(*o));
+}
+
+/* ---- closing ------------------------------------------------------------------ */
+
+static int close_bucket(wm_core *c, wm_series *s, int level, int64_t idx, const wm_sketch *sk)
+{
+    if (ring_push(c, &s->rings[level], c->retention[level], idx, sk))
+        return WM_ENOMEM;
+    if (c->outbox_enabled && outbox_push(c, s->sid, level, idx, sk))
+        return WM_ENOMEM;
+    int up = level + 1;
+    if (up < c->nlevels) {
+        int64_t parent = wm_floordiv(idx * c->ratios[level], c->ratios[up]);
+        wm_bucket *acc = &s->accs[up];
+        if ((s->acc_mask >> up & 1u) && acc->idx != parent) {
+            s->acc_mask &= ~(1u << up);
+            if (close_bucket(c, s, up, acc->idx, &acc->sk))
+                return WM_ENOMEM;
+            wm_sketch_clear(&acc->sk);
+        }
+        if (!(s->acc_mask >> up & 1u)) {
+            s->acc_mask |= 1u << up;
+            acc->idx = parent;
+        }
+        if (wm_sketch_merge(&acc->sk, sk))
+            return WM_ENOMEM;
+    }
+    return WM_OK;
+}
+
+static int advance_series(wm_core *c, wm_series *s)
+{
+    if (!c->has_horizon)
+        return WM_OK;
+    int64_t until = c->horizon_idx;
+    if (until <= s->closed_until)
+        return WM_OK;
+    s->closed_until = until;
+    uint32_t k = 0;
+    while (k < s->n_open && s->open[k].idx < until) {
+        if (close_bucket(c, s, 0, s->open[k].idx, &s->open[k].sk))
+            return WM_ENOMEM;
+        k++;
+    }
+    if (k) {
+        /* the closed buckets become cleared spares at the end of the array */
+        uint32_t live = s->n_open - k;
+        wm_bucket tmp[8];
+        for (uint32_t done = 0; done < k;) {
+            uint32_t m = k - done < 8 ? k - done : 8;
+            memcpy(tmp, s->open, m * sizeof(wm_bucket));
+            memmove(s->open, s->open + m, (s->n_open - done - m) * sizeof(wm_bucket));
+            memcpy(s->open + (s->n_open - done - m), tmp, m * sizeof(wm_bucket));
+            done += m;
+        }
+        for (uint32_t i = live; i < s->n_open; i++)
+            wm_sketch_clear(&s->open[i].sk);
+        s->n_open = live;
+    }
+    for (int l = 1; l < c->nlevels; l++) {
+        wm_bucket *acc = &s->accs[l];
+        if ((s->acc_mask >> l & 1u) && (acc->idx + 1) * c->ratios[l] <= until) {
+            s->acc_mask &= ~(1u << l);
+            if (close_bucket(c, s, l, acc->idx, &acc->sk))
+                return WM_ENOMEM;
+            wm_sketch_clear(&acc->sk);
+        }
+    }
+    return WM_OK;
+}
+
+static void set_watermark(wm_core *c, double t)
+{
+    c->watermark = t;
+    c->horizon_idx = clamp_idx(floor((t - c->lateness) / c->widths[0]));
+    c->has_horizon = 1;
+}
+
+int wm_core_advance(wm_core *c, double now)
+{
+    if (now > c->watermark)
+        set_watermark(c, now);
+    for (int64_t i = 0; i < c->n_series; i++)
+        if (advance_series(c, c->series[i]))
+            return WM_ENOMEM;
+    return WM_OK;
+}
+
+double wm_core_watermark(const wm_core *c) { return c->watermark; }
+
+/* ---- recording ------------------------------------------------------------------ */
+
+static wm_bucket *open_bucket(wm_core *c, wm_series *s, int64_t idx)
+{
+    uint32_t n = s->n_open;
+    if (n && s->open[n - 1].idx == idx)
+        return &s->open[n - 1];
+    uint32_t pos = n;
+    while (pos && s->open[pos - 1].idx > idx)
+        pos--;
+    if (pos && s->open[pos - 1].idx == idx)
+        return &s->open[pos - 1];
+    if (n == s->open_cap) {
+        uint32_t ncap = s->open_cap ? s->open_cap * 2 : 2;
+        wm_bucket *p = xrealloc(c, s->open, (size_t)s->open_cap * sizeof(wm_bucket),
+                                (size_t)ncap * sizeof(wm_bucket));
+        if (!p)
+            return NULL;
+        for (uint32_t i = s->open_cap; i < ncap; i++)
+            wm_sketch_init(&p[i].sk, c->alpha, c->max_bins, &c->mem);
+        s->open = p;
+        s->open_cap = ncap;
+    }
+    wm_bucket spare = s->open[n];
+    memmove(s->open + pos + 1, s->open + pos, (n - pos) * sizeof(wm_bucket));
+    spare.idx = idx;
+    s->open[pos] = spare;
+    s->n_open = n + 1;
+    return &s->open[pos];
+}
+
+static inline int record_one(wm_core *c, int64_t sid, double v, double ts)
+{
+    if (sid < 0 || sid >= c->n_series)
+        return WM_REC_UNKNOWN_SERIES;
+    if (!isfinite(v))
+        return WM_REC_BAD_VALUE;
+    if (!isfinite(ts))
+        return WM_REC_BAD_TS;
+    double fidx = floor(ts / c->widths[0]);
+    if (!(fabs(fidx) <= WM_IDX_LIMIT))
+        return WM_REC_BAD_TS;
+    if (ts > c->watermark)
+        set_watermark(c, ts);
+    int64_t idx = (int64_t)fidx;
+    if (idx < c->horizon_idx)
+        return WM_REC_LATE;
+    wm_series *s = c->series[sid];
+    wm_bucket *b = open_bucket(c, s, idx);
+    if (!b || wm_sketch_add(&b->sk, v))
+        return WM_ENOMEM;
+    s->last_value = v;
+    s->last_ts = ts;
+    if (s->exact_cap) {
+        int64_t p = s->exact_head;
+        s->exact_ts[p] = ts;
+        s->exact_val[p] = v;
+        s->exact_head = p + 1 == s->exact_cap ? 0 : p + 1;
+        s->exact_n++;
+    }
+    if (c->horizon_idx > s->closed_until && advance_series(c, s))
+        return WM_ENOMEM;
+    return WM_REC_OK;
+}
+
+int wm_core_record(wm_core *c, int64_t sid, double v, double ts)
+{
+    int code = record_one(c, sid, v, ts);
+    if (code >= 0)
+        c->outcomes[code]++;
+    return code;
+}
+
+int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,
+                        const double *vals, int64_t counts[5])
+{
+    int rc = WM_OK;
+    for (int i = 0; i < 5; i++)
+        counts[i] = 0;
+    for (int64_t i = 0; i < n; i++) {
+        int code = record_one(c, sids[i], vals[i], ts[i]);
+        if (code < 0) {
+            rc = code;
+            break;
+        }
+        counts[code]++;
+    }
+    for (int i = 0; i < 5; i++)
+        c->outcomes[i] += counts[i];
+    return rc;
+}
+
+int64_t wm_core_first_invalid(const wm_core *c, int64_t n, const int64_t *sids,
+                              const double *ts, const double *vals, int *code)
+{
+    for (int64_t i = 0; i < n; i++) {
+        if (sids[i] < 0 || sids[i] >= c->n_series) {
+            *code = WM_REC_UNKNOWN_SERIES;
+            return i;
+        }
+        if (!isfinite(vals[i])) {
+            *code = WM_REC_BAD_VALUE;
+            return i;
+        }
+        if (!isfinite(ts[i]) || !(fabs(floor(ts[i] / c->widths[0])) <= WM_IDX_LIMIT)) {
+            *code = WM_REC_BAD_TS;
+            return i;
+        }
+    }
+    *code = WM_REC_OK;
+    return -1;
+}
+
+void wm_core_count(wm_core *c, int code, int64_t n) { c->outcomes[code] += n; }
+const int64_t *wm_core_outcomes(const wm_core *c) { return c->outcomes; }
+
+/* ---- reading ------------------------------------------------------------------------ */
+
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+static int absorb_ring_span(const wm_ring *r, int64_t lo, int64_t hi, wm_sketch *acc)
+{
+    if (lo >= hi)
+        return WM_OK;
+    for (uint32_t p = ring_lower(r, lo); p < r->n; p++) {
+        const wm_slot *sl = ring_at(r, p);
+        if (sl->idx >= hi)
+            break;
+        if (absorb_slot(r, sl, acc))
+            return WM_ENOMEM;
+    }
+    return WM_OK;
+}
+
+/* The reference's _cover: coarse closed buckets where whole, finer data at
+ * the edges and wherever the coarse level is still open or evicted. */
+static int cover(wm_core *c, const wm_series *s, int level, int64_t lo, int64_t hi, wm_sketch *acc)
+{
+    if (lo >= hi)
+        return WM_OK;
+    if (level == 0) {
+        if (absorb_ring_span(&s->rings[0], lo, min64(hi, s->closed_until), acc))
+            return WM_ENOMEM;
+        for (uint32_t i = 0; i < s->n_open; i++) {
+            const wm_bucket *b = &s->open[i];
+            if (lo <= b->idx && b->idx < hi && wm_sketch_merge(acc, &b->sk))
+                return WM_ENOMEM;
+        }
+        return WM_OK;
+    }
+    int64_t r = c->ratios[level];
+    int64_t first = -wm_floordiv(-lo, r);
+    int64_t last = wm_floordiv(hi, r);
+    if (first >= last)
+        return cover(c, s, level - 1, lo, hi, acc);
+    if (cover(c, s, level - 1, lo, first * r, acc))
+        return WM_ENOMEM;
+    int64_t closed = min64(last, wm_floordiv(s->closed_until, r));
+    const wm_ring *ring = &s->rings[level];
+    int64_t kept = max64(ring->gone + 1, first);
+    int64_t j = first;
+    if (j < kept) {
+        if (cover(c, s, level - 1, j * r, min64(kept, last) * r, acc))
+            return WM_ENOMEM;
+        j = kept;
+    }
+    if (j < closed) {
+        if (absorb_ring_span(ring, j, closed, acc))
+            return WM_ENOMEM;
+        j = closed;
+    }
+    if (j < last && cover(c, s, level - 1, j * r, last * r, acc))
+        return WM_ENOMEM;
+    return cover(c, s, level - 1, last * r, hi, acc);
+}
+
+int wm_core_window(wm_core *c, int64_t n, const int64_t *sids, int64_t lo, int64_t hi,
+                   wm_sketch *acc)
+{
+    lo = max64(min64(lo, WM_IDX_CLAMP), -WM_IDX_CLAMP);
+    hi = max64(min64(hi, WM_IDX_CLAMP), -WM_IDX_CLAMP);
+    for (int64_t i = 0; i < n; i++) {
+        wm_series *s = c->series[sids[i]];
+        if (advance_series(c, s) || cover(c, s, c->nlevels - 1, lo, hi, acc))
+            return WM_ENOMEM;
+    }
+    return WM_OK;
+}
+
+static wm_row *rows_push(wm_rows *out, int64_t idx, int closed, double alpha, uint32_t max_bins)
+{
+    if (out->n == out->cap) {
+        int64_t ncap = out->cap ? out->cap * 2 : 16;
+        wm_row *p = realloc(out->rows, (size_t)ncap * sizeof(wm_row));
+        if (!p)
+            return NULL;
+        out->rows = p;
+        out->cap = ncap;
+    }
+    wm_row *row = &out->rows[out->n++];
+    row->idx = idx;
+    row->closed = closed;
+    wm_sketch_init(&row->sk, alpha, max_bins, NULL);
+    return row;
+}
+
+void wm_rows_free(wm_rows *r)
+{
+    for (int64_t i = 0; i < r->n; i++)
+        wm_sketch_free(&r->rows[i].sk);
+    free(r->rows);
+    r->rows = NULL;
+    r->n = r->cap = 0;
+}
+
+int wm_core_buckets(wm_core *c, int64_t sid, int level, int64_t lo, int64_t hi, wm_rows *out)
+{
+    wm_series *s = c->series[sid];
+    lo = max64(min64(lo, WM_IDX_CLAMP), -WM_IDX_CLAMP);
+    hi = max64(min64(hi, WM_IDX_CLAMP), -WM_IDX_CLAMP);
+    if (advance_series(c, s))
+        return WM_ENOMEM;
+    int64_t r = c->ratios[level];
+    int64_t closed = wm_floordiv(s->closed_until, r);
+    const wm_ring *ring = &s->rings[level];
+    int64_t top_closed = min64(hi, closed);
+    if (lo < top_closed) {
+        for (uint32_t p = ring_lower(ring, lo); p < ring->n; p++) {
+            const wm_slot *sl = ring_at(ring, p);
+            if (sl->idx >= top_closed)
+                break;
+            wm_row *row = rows_push(out, sl->idx, 1, c->alpha, c->max_bins);
+            if (!row || absorb_slot(ring, sl, &row->sk))
+                return WM_ENOMEM;
+            /* the reference sets the slot's stats verbatim */
+            row->sk.sum = sl->sum;
+            if (!sl->len)
+                row->sk.sum = 0.0 + sl->sum;
+        }
+    }
+    int64_t newest = s->n_open ? s->open[s->n_open - 1].idx : s->closed_until - 1;
+    int64_t top = min64(hi, wm_floordiv(newest, r) + 1);
+    for (int64_t j = max64(lo, closed); j < top; j++) {
+        wm_row *row = rows_push(out, j, 0, c->alpha, c->max_bins);
+        if (!row || cover(c, s, level > 0 ? level - 1 : 0, j * r, (j + 1) * r, &row->sk))
+            return WM_ENOMEM;
+        if (row->sk.count == 0) {
+            wm_sketch_free(&row->sk);
+            out->n--;
+        }
+    }
+    return WM_OK;
+}
+
+void wm_core_exact(const wm_core *c, int64_t sid, int64_t *cap, int64_t *n, int64_t *head,
+                   const double **ts, const double **vals)
+{
+    const wm_series *s = c->series[sid];
+    *cap = s->exact_cap;
+    *n = s->exact_n;
+    *head = s->exact_head;
+    *ts = s->exact_ts;
+    *vals = s->exact_val;
+}
+
+void wm_core_last(const wm_core *c, int64_t sid, double *value, double *ts)
+{
+    *value = c->series[sid]->last_value;
+    *ts = c->series[sid]->last_ts;
+}
+
+int64_t wm_core_memory_bytes(const wm_core *c) { return c->mem; }

@@ -1,0 +1,144 @@
+/* The bucket core of one engine: every series, every resolution.
+ *
+ * C99, no Python: the twin of wedmetrics/_kernels/_core_ref.py (the spec).
+ * Indices are bucket units: a bucket of width w holds floor(ts / w).
+ *
+ * Memory layout, per series (one allocation: wm_series + its rings + its
+ * coarse accumulators):
+ *   - open finest buckets: a small array sorted by index, each a dense
+ *     mutable sketch; entries past n_open are cleared spares whose buffers
+ *     are reused, so steady recording does not allocate;
+ *   - one open accumulator per coarse resolution (dense sketch);
+ *   - per resolution a ring of closed buckets.  A slot is 24 bytes:
+ *       idx, sum, and (ref, len) into the ring's byte arena.
+ *     A bucket of one point (len == 0) keeps its value in `sum` and nothing
+ *     else: its count, min, max and sketch follow from that value.  Any
+ *     other bucket has an arena record: u8 collapses, varint count, f64 min,
+ *     f64 max, then the codec body.  Arena records are FIFO like the slots,
+ *     so the arena is compacted by one memmove once half of it is dead.
+ *     Rings and arenas grow by doubling, slots never past the retention.
+ */
+#ifndef WM_CORE_H
+#define WM_CORE_H
+
+#include <stdint.h>
+
+#include "sketch.h"
+
+/* Outcome codes, identical to _core_ref.py. */
+#define WM_REC_OK 0
+#define WM_REC_LATE 1
+#define WM_REC_BAD_VALUE 2
+#define WM_REC_BAD_TS 3
+#define WM_REC_UNKNOWN_SERIES 4
+#define WM_REC_NEGATIVE_INCREMENT 5
+#define WM_N_OUTCOMES 6
+
+#define WM_MAX_LEVELS 16
+/* Bucket indices beyond +-2^52 are refused (BAD_TS) and horizons clamped
+ * to +-2^62, so every index computation fits int64. */
+#define WM_IDX_LIMIT 4503599627370496.0
+#define WM_IDX_CLAMP ((int64_t)1 << 62)
+
+typedef struct {
+    int64_t idx;
+    double sum;     /* one point: the value itself; its sum is 0.0 + value */
+    uint32_t ref;   /* arena offset of the record */
+    uint32_t len;   /* record length; 0 for a one-point bucket */
+} wm_slot;
+
+typedef struct {
+    wm_slot *slots;
+    uint32_t cap, start, n;
+    uint32_t a_head, a_len, a_cap;
+    uint8_t *arena;
+    int64_t gone;   /* every bucket with idx <= gone has been evicted */
+} wm_ring;
+
+typedef struct {
+    int64_t idx;
+    wm_sketch sk;
+} wm_bucket;
+
+typedef struct wm_series wm_series;
+
+/* A result row of wm_core_buckets: the sketch is owned by the caller. */
+typedef struct {
+    int64_t idx;
+    int closed;
+    wm_sketch sk;
+} wm_row;
+
+typedef struct {
+    wm_row *rows;
+    int64_t n, cap;
+} wm_rows;
+
+typedef struct wm_core wm_core;
+
+wm_core *wm_core_new(int nlevels, const double *widths, const int64_t *retention,
+                     double lateness, double alpha, uint32_t max_bins);
+void wm_core_free(wm_core *c);
+
+/* Returns the new series id, or -1 when out of memory. */
+int64_t wm_core_add_series(wm_core *c, int64_t exact_capacity);
+int64_t wm_core_n_series(const wm_core *c);
+
+/* One point; counts the outcome.  Returns the outcome code, or WM_ENOMEM. */
+int wm_core_record(wm_core *c, int64_t sid, double v, double ts);
+/* Parallel arrays; counts[0..4] get the outcomes (also added to the core's).
+ * Returns WM_OK or WM_ENOMEM (then the points before the failure are in). */
+int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,
+                        const double *vals, int64_t counts[5]);
+/* Index of the first point refused for a reason other than lateness, or -1. */
+int64_t wm_core_first_invalid(const wm_core *c, int64_t n, const int64_t *sids,
+                              const double *ts, const double *vals, int *code);
+void wm_core_count(wm_core *c, int code, int64_t n);
+const int64_t *wm_core_outcomes(const wm_core *c);
+
+int wm_core_advance(wm_core *c, double now);   /* now must be finite */
+double wm_core_watermark(const wm_core *c);
+
+/* Merge of finest buckets lo <= idx < hi of the series into *acc (an
+ * initialised sketch).  Ids must be valid (checked by the caller). */
+int wm_core_window(wm_core *c, int64_t n, const int64_t *sids, int64_t lo, int64_t hi,
+                   wm_sketch *acc);
+/* Buckets of one level; rows appended to *out (free with wm_rows_free). */
+int wm_core_buckets(wm_core *c, int64_t sid, int level, int64_t lo, int64_t hi, wm_rows *out);
+void wm_rows_free(wm_rows *r);
+
+/* Exact raw-value ring and last value. */
+void wm_core_exact(const wm_core *c, int64_t sid, int64_t *cap, int64_t *n, int64_t *head,
+                   const double **ts, const double **vals);
+void wm_core_last(const wm_core *c, int64_t sid, double *value, double *ts);
+
+/* Outbox of closed buckets (only filled while enabled). */
+void wm_core_set_outbox(wm_core *c, int enabled);
+int wm_core_outbox_enabled(const wm_core *c);
+typedef struct {
+    int64_t n, cap;
+    int64_t *sid, *idx, *count;
+    int32_t *level;
+    double *sum, *min, *max;
+    uint8_t *collapses;
+    uint64_t *body_off;
+    uint32_t *body_len;
+    uint8_t *bytes;
+    uint64_t b_len, b_cap;
+} wm_outbox;
+/* Hands the outbox over (caller frees it with wm_outbox_free) and starts a new one. */
+void wm_core_take_outbox(wm_core *c, wm_outbox *out);
+void wm_outbox_free(wm_outbox *o);
+
+int64_t wm_core_memory_bytes(const wm_core *c);
+
+/* Floor division for any sign, as Python's //. */
+static inline int64_t wm_floordiv(int64_t a, int64_t b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q -= 1;
+    return q;
+}
+
+#endif

@@ -1,0 +1,724 @@
+/* Relative-error quantile sketch; see sketch.h and _sketch_ref.py (the spec). */
+#include "sketch.h"
+
+#include <float.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- allocation with accounting ------------------------------------- */
+
+static void *acct_realloc(wm_acct *acct, void *p, size_t old, size_t new_size)
+{
+    void *q = realloc(p, new_size);
+    if (q && acct)
+        *acct += (int64_t)new_size - (int64_t)old;
+    return q;
+}
+
+static void acct_free(wm_acct *acct, void *p, size_t size)
+{
+    if (p) {
+        free(p);
+        if (acct)
+            *acct -= (int64_t)size;
+    }
+}
+
+/* ceil(k / 2^c) for any integer k: -((-k) >> c), arithmetic shift. */
+static inline int64_t shift_key(int64_t k, int c)
+{
+    if (c <= 0)
+        return k;
+    if (c > 62)
+        return k > 0 ? 1 : 0;
+    return -((-k) >> c);
+}
+
+static inline int64_t base_key(double magnitude, double mult)
+{
+    return (int64_t)ceil(log(magnitude) * mult);
+}
+
+/* ---- store ------------------------------------------------------------ */
+
+static inline int store_empty(const wm_store *st) { return st->lo > st->hi; }
+
+static inline int64_t store_span(const wm_store *st)
+{
+    return store_empty(st) ? 0 : st->hi - st->lo + 1;
+}
+
+static void store_init(wm_store *st)
+{
+    st->c = NULL;
+    st->off = 0;
+    st->lo = 1;
+    st->hi = 0;
+    st->cap = 0;
+}
+
+static void store_free(wm_store *st, wm_acct *acct)
+{
+    acct_free(acct, st->c, (size_t)st->cap * sizeof(uint64_t));
+    store_init(st);
+}
+
+static void store_clear(wm_store *st)
+{
+    if (!store_empty(st))
+        memset(st->c + (st->lo - st->off), 0, (size_t)(st->hi - st->lo + 1) * sizeof(uint64_t));
+    st->lo = 1;
+    st->hi = 0;
+}
+
+/* Make keys [a, b] addressable (a <= b), keeping the content. */
+static int store_reserve(wm_store *st, int64_t a, int64_t b, wm_acct *acct)
+{
+    if (st->cap && a >= st->off && b < st->off + (int64_t)st->cap)
+        return WM_OK;
+    int empty = store_empty(st);
+    int64_t lo = empty ? a : (a < st->lo ? a : st->lo);
+    int64_t hi = empty ? b : (b > st->hi ? b : st->hi);
+    int64_t need = hi - lo + 1;
+    if (need > (int64_t)(WM_MAX_BINS_LIMIT) * 4 + 64)
+        return WM_ENOMEM;   /* cannot happen with bounded spans; refuse instead of thrashing */
+    /* slack goes on the side that grew, so a drifting range reallocates rarely */
+    if (need <= (int64_t)st->cap) {
+        int64_t noff = (!empty && a < st->lo) ? hi + 1 - (int64_t)st->cap : lo;
+        if (!empty) {
+            size_t n = (size_t)(st->hi - st->lo + 1);
+            uint64_t *src = st->c + (st->lo - st->off);
+            uint64_t *dst = st->c + (st->lo - noff);
+            memmove(dst, src, n * sizeof(uint64_t));
+            /* zero what the move uncovered */
+            if (dst > src)
+                memset(src, 0, (size_t)(dst - src < (ptrdiff_t)n ? dst - src : (ptrdiff_t)n) * sizeof(uint64_t));
+            else if (dst < src) {
+                size_t gap = (size_t)(src - dst);
+                uint64_t *tail = src + n - (gap < n ? gap : n);
+                memset(tail, 0, (gap < n ? gap : n) * sizeof(uint64_t));
+            }
+        }
+        st->off = noff;
+        return WM_OK;
+    }
+    uint32_t ncap = st->cap ? st->cap : 8;
+    while ((int64_t)ncap < need)
+        ncap *= 2;
+    uint64_t *nc = acct_realloc(acct, NULL, 0, (size_t)ncap * sizeof(uint64_t));
+    if (!nc)
+        return WM_ENOMEM;
+    memset(nc, 0, (size_t)ncap * sizeof(uint64_t));
+    int64_t noff = (!empty && a < st->lo) ? hi + 1 - (int64_t)ncap : lo;
+    if (!empty)
+        memcpy(nc + (st->lo - noff), st->c + (st->lo - st->off),
+               (size_t)(st->hi - st->lo + 1) * sizeof(uint64_t));
+    acct_free(acct, st->c, (size_t)st->cap * sizeof(uint64_t));
+    st->c = nc;
+    st->cap = ncap;
+    st->off = noff;
+    return WM_OK;
+}
+
+/* Add c to key k; the key must be reserved. */
+static inline void store_put(wm_store *st, int64_t k, uint64_t c)
+{
+    st->c[k - st->off] += c;
+    if (st->lo > st->hi) {
+        st->lo = st->hi = k;
+    } else if (k < st->lo) {
+        st->lo = k;
+    } else if (k > st->hi) {
+        st->hi = k;
+    }
+}
+
+static inline int store_add(wm_store *st, int64_t k, uint64_t c, wm_acct *acct)
+{
+    if (!(st->cap && k >= st->off && k < st->off + (int64_t)st->cap)) {
+        int rc = store_reserve(st, k, k, acct);
+        if (rc)
+            return rc;
+    }
+    store_put(st, k, c);
+    return WM_OK;
+}
+
+/* Every key k becomes ceil(k / 2^d); in place (targets never pass sources). */
+static void store_collapse(wm_store *st, int d)
+{
+    if (d <= 0 || store_empty(st))
+        return;
+    int64_t nlo = shift_key(st->lo, d), nhi = shift_key(st->hi, d);
+    for (int64_t k = st->lo; k <= st->hi; k++) {
+        uint64_t x = st->c[k - st->off];
+        if (!x)
+            continue;
+        st->c[k - st->off] = 0;
+        st->c[shift_key(k, d) - nlo] += x;
+    }
+    st->off = nlo;
+    st->lo = nlo;
+    st->hi = nhi;
+}
+
+/* ---- sketch ----------------------------------------------------------- */
+
+void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct)
+{
+    s->base_alpha = alpha;
+    s->log_gamma = log((1.0 + alpha) / (1.0 - alpha));
+    s->mult = 1.0 / s->log_gamma;
+    s->max_bins = max_bins;
+    s->collapses = 0;
+    store_init(&s->pos);
+    store_init(&s->neg);
+    s->zero = 0;
+    s->count = 0;
+    s->sum = 0.0;
+    s->min = INFINITY;
+    s->max = -INFINITY;
+    s->acct = acct;
+}
+
+void wm_sketch_free(wm_sketch *s)
+{
+    store_free(&s->pos, s->acct);
+    store_free(&s->neg, s->acct);
+}
+
+void wm_sketch_clear(wm_sketch *s)
+{
+    store_clear(&s->pos);
+    store_clear(&s->neg);
+    s->collapses = 0;
+    s->zero = 0;
+    s->count = 0;
+    s->sum = 0.0;
+    s->min = INFINITY;
+    s->max = -INFINITY;
+}
+
+int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src)
+{
+    *dst = *src;
+    store_init(&dst->pos);
+    store_init(&dst->neg);
+    const wm_store *ss[2] = {&src->pos, &src->neg};
+    wm_store *ds[2] = {&dst->pos, &dst->neg};
+    for (int i = 0; i < 2; i++) {
+        if (store_empty(ss[i]))
+            continue;
+        if (store_reserve(ds[i], ss[i]->lo, ss[i]->hi, dst->acct)) {
+            wm_sketch_free(dst);
+            return WM_ENOMEM;
+        }
+        memcpy(ds[i]->c + (ss[i]->lo - ds[i]->off), ss[i]->c + (ss[i]->lo - ss[i]->off),
+               (size_t)(ss[i]->hi - ss[i]->lo + 1) * sizeof(uint64_t));
+        ds[i]->lo = ss[i]->lo;
+        ds[i]->hi = ss[i]->hi;
+    }
+    return WM_OK;
+}
+
+static void collapse_to(wm_sketch *s, int level)
+{
+    int d = level - s->collapses;
+    if (d > 0) {
+        store_collapse(&s->pos, d);
+        store_collapse(&s->neg, d);
+        s->collapses = level;
+    }
+}
+
+static int add_outside(wm_sketch *s, wm_store *st, int64_t k);
+
+int wm_sketch_add(wm_sketch *s, double v) { return wm_sketch_add_point(s, v, v); }
+
+int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
+{
+    s->count += 1;
+    s->sum += sumv;
+    if (v < s->min)
+        s->min = v;
+    if (v > s->max)
+        s->max = v;
+    wm_store *st;
+    double m;
+    if (v > 0.0) {
+        st = &s->pos;
+        m = v;
+    } else if (v < 0.0) {
+        st = &s->neg;
+        m = -v;
+    } else {
+        s->zero += 1;
+        return WM_OK;
+    }
+    if (m < DBL_MIN) {
+        s->zero += 1;
+        return WM_OK;
+    }
+    int64_t k = shift_key(base_key(m, s->mult), s->collapses);
+    if (st->lo <= k && k <= st->hi) {   /* the common case: inside the used range */
+        st->c[k - st->off] += 1;
+        return WM_OK;
+    }
+    return add_outside(s, st, k);
+}
+
+/* Smallest level >= start at which the union of key ranges fits max_bins.
+ * Ranges are given at their own levels (a_* at la, b_* at lb); empty when lo > hi. */
+static int fit_level(int start, uint32_t max_bins, const int64_t *alo, const int64_t *ahi,
+                     int la, const int64_t *blo, const int64_t *bhi, int lb)
+{
+    int L = start;
+    for (;;) {
+        int64_t total = 0;
+        for (int i = 0; i < 2; i++) {
+            int ea = alo[i] > ahi[i], eb = blo[i] > bhi[i];
+            if (ea && eb)
+                continue;
+            int64_t lo, hi;
+            if (ea) {
+                lo = shift_key(blo[i], L - lb);
+                hi = shift_key(bhi[i], L - lb);
+            } else if (eb) {
+                lo = shift_key(alo[i], L - la);
+                hi = shift_key(ahi[i], L - la);
+            } else {
+                int64_t l1 = shift_key(alo[i], L - la), l2 = shift_key(blo[i], L - lb);
+                int64_t h1 = shift_key(ahi[i], L - la), h2 = shift_key(bhi[i], L - lb);
+                lo = l1 < l2 ? l1 : l2;
+                hi = h1 > h2 ? h1 : h2;
+            }
+            total += hi - lo + 1;
+        }
+        if (total <= (int64_t)max_bins)
+            return L;
+        L++;
+    }
+}
+
+/* A key outside the used range: collapse first to the level the new span
+ * needs (adding then collapsing, as the reference does, gives the same keys
+ * since ceil(ceil(k/2^a)/2^b) = ceil(k/2^(a+b))), then add. */
+static int add_outside(wm_sketch *s, wm_store *st, int64_t k)
+{
+    int is_pos = st == &s->pos;
+    int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
+    int64_t blo[2] = {is_pos ? k : 1, is_pos ? 1 : k}, bhi[2] = {is_pos ? k : 0, is_pos ? 0 : k};
+    int L = fit_level(s->collapses, s->max_bins, alo, ahi, s->collapses, blo, bhi, s->collapses);
+    int d = L - s->collapses;
+    collapse_to(s, L);
+    return store_add(st, shift_key(k, d), 1, s->acct);
+}
+
+static void merge_stats(wm_sketch *s, uint64_t zero, uint64_t count, double sum, double mn,
+                        double mx)
+{
+    s->zero += zero;
+    s->count += count;
+    s->sum += sum;
+    if (mn < s->min)
+        s->min = mn;
+    if (mx > s->max)
+        s->max = mx;
+}
+
+int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
+{
+    if (o->count == 0)
+        return WM_OK;
+    int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
+    int64_t blo[2] = {o->pos.lo, o->neg.lo}, bhi[2] = {o->pos.hi, o->neg.hi};
+    int start = s->collapses > o->collapses ? s->collapses : o->collapses;
+    int L = fit_level(start, s->max_bins, alo, ahi, s->collapses, blo, bhi, o->collapses);
+    collapse_to(s, L);
+    int d = L - o->collapses;
+    const wm_store *os[2] = {&o->pos, &o->neg};
+    wm_store *ss[2] = {&s->pos, &s->neg};
+    for (int i = 0; i < 2; i++) {
+        const wm_store *src = os[i];
+        if (store_empty(src))
+            continue;
+        if (store_reserve(ss[i], shift_key(src->lo, d), shift_key(src->hi, d), s->acct))
+            return WM_ENOMEM;
+        for (int64_t k = src->lo; k <= src->hi; k++) {
+            uint64_t x = src->c[k - src->off];
+            if (x)
+                store_put(ss[i], shift_key(k, d), x);
+        }
+    }
+    merge_stats(s, o->zero, o->count, o->sum, o->min, o->max);
+    return WM_OK;
+}
+
+/* ---- varints and body ---------------------------------------------------- */
+
+size_t wm_put_varint(uint8_t *out, uint64_t n)
+{
+    size_t i = 0;
+    while (n >= 0x80) {
+        out[i++] = (uint8_t)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    out[i++] = (uint8_t)n;
+    return i;
+}
+
+int wm_get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+    uint64_t result = 0;
+    size_t p = *pos;
+    for (int i = 0; i < 10; i++) {
+        if (p >= len)
+            return WM_EFORMAT;
+        uint8_t b = buf[p++];
+        if (i == 9 && (b & 0x7F) > 1 && !(b & 0x80))
+            return WM_EFORMAT;   /* overflows 64 bits */
+        result |= (uint64_t)(b & 0x7F) << (7 * i);
+        if (!(b & 0x80)) {
+            *pos = p;
+            *out = result;
+            return WM_OK;
+        }
+    }
+    return WM_EFORMAT;           /* longer than 10 bytes */
+}
+
+static inline uint64_t zigzag(int64_t n)
+{
+    return n >= 0 ? (uint64_t)n << 1 : (((uint64_t)(-(n + 1))) << 1) + 1;
+}
+
+static inline int64_t unzigzag(uint64_t z)
+{
+    return (z & 1) ? -(int64_t)(z >> 1) - 1 : (int64_t)(z >> 1);
+}
+
+static uint32_t store_nbins(const wm_store *st)
+{
+    uint32_t n = 0;
+    for (int64_t k = st->lo; k <= st->hi; k++)
+        n += st->c[k - st->off] != 0;
+    return n;
+}
+
+uint32_t wm_sketch_num_bins(const wm_sketch *s)
+{
+    return store_nbins(&s->pos) + store_nbins(&s->neg);
+}
+
+size_t wm_sketch_body_bound(const wm_sketch *s)
+{
+    return 30 + 20 * ((size_t)store_span(&s->pos) + (size_t)store_span(&s->neg));
+}
+
+static size_t encode_store(const wm_store *st, uint8_t *out)
+{
+    size_t p = wm_put_varint(out, store_nbins(st));
+    int first = 1;
+    int64_t prev = 0;
+    for (int64_t k = st->lo; k <= st->hi; k++) {
+        uint64_t x = st->c[k - st->off];
+        if (!x)
+            continue;
+        p += wm_put_varint(out + p, first ? zigzag(k) : (uint64_t)(k - prev));
+        p += wm_put_varint(out + p, x);
+        first = 0;
+        prev = k;
+    }
+    return p;
+}
+
+size_t wm_sketch_body_encode(const wm_sketch *s, uint8_t *out)
+{
+    size_t p = wm_put_varint(out, s->zero);
+    p += encode_store(&s->neg, out + p);
+    p += encode_store(&s->pos, out + p);
+    return p;
+}
+
+/* One pass over a store of a body: validates like _codec.decode_store and
+ * reports n, first and last key and the total count (0 when it overflows). */
+typedef struct {
+    uint64_t n;
+    int64_t first, last;
+    uint64_t total;
+    int overflow;
+    size_t start;   /* position of the first pair */
+} store_scan;
+
+static int scan_store(const uint8_t *buf, size_t len, size_t *pos, uint64_t limit,
+                      store_scan *sc)
+{
+    if (wm_get_varint(buf, len, pos, &sc->n))
+        return WM_EFORMAT;
+    if (sc->n > limit)
+        return WM_EFORMAT;
+    sc->start = *pos;
+    sc->total = 0;
+    sc->overflow = 0;
+    sc->first = 1;
+    sc->last = 0;
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < sc->n; i++) {
+        uint64_t step, c;
+        if (wm_get_varint(buf, len, pos, &step) || wm_get_varint(buf, len, pos, &c))
+            return WM_EFORMAT;
+        int64_t k;
+        if (i == 0) {
+            k = unzigzag(step);
+        } else {
+            if (step == 0 || step > (uint64_t)(2 * WM_KEY_LIMIT))
+                return WM_EFORMAT;
+            k = prev + (int64_t)step;
+        }
+        if (k > WM_KEY_LIMIT || k < -WM_KEY_LIMIT || c == 0)
+            return WM_EFORMAT;
+        if (sc->total + c < sc->total)
+            sc->overflow = 1;
+        sc->total += c;
+        if (i == 0)
+            sc->first = k;
+        sc->last = k;
+        prev = k;
+    }
+    return WM_OK;
+}
+
+/* Add a scanned (valid) store's pairs, keys shifted by d; range reserved by caller. */
+static void load_store(wm_store *st, const uint8_t *buf, size_t len, const store_scan *sc, int d)
+{
+    size_t p = sc->start;
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < sc->n; i++) {
+        uint64_t step, c;
+        wm_get_varint(buf, len, &p, &step);
+        wm_get_varint(buf, len, &p, &c);
+        int64_t k = i == 0 ? unzigzag(step) : prev + (int64_t)step;
+        store_put(st, shift_key(k, d), c);
+        prev = k;
+    }
+}
+
+int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
+                         double mx, const uint8_t *body, size_t len)
+{
+    if (count == 0)
+        return WM_OK;
+    size_t p = 0;
+    uint64_t zero;
+    store_scan neg, pos;
+    if (wm_get_varint(body, len, &p, &zero) || scan_store(body, len, &p, UINT64_MAX, &neg) ||
+        scan_store(body, len, &p, UINT64_MAX, &pos))
+        return WM_EFORMAT;
+    int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
+    int64_t blo[2] = {pos.n ? pos.first : 1, neg.n ? neg.first : 1};
+    int64_t bhi[2] = {pos.n ? pos.last : 0, neg.n ? neg.last : 0};
+    int start = s->collapses > collapses ? s->collapses : collapses;
+    int L = fit_level(start, s->max_bins, alo, ahi, s->collapses, blo, bhi, collapses);
+    collapse_to(s, L);
+    int d = L - collapses;
+    if (pos.n) {
+        if (store_reserve(&s->pos, shift_key(pos.first, d), shift_key(pos.last, d), s->acct))
+            return WM_ENOMEM;
+        load_store(&s->pos, body, len, &pos, d);
+    }
+    if (neg.n) {
+        if (store_reserve(&s->neg, shift_key(neg.first, d), shift_key(neg.last, d), s->acct))
+            return WM_ENOMEM;
+        load_store(&s->neg, body, len, &neg, d);
+    }
+    merge_stats(s, zero, count, sum, mn, mx);
+    return WM_OK;
+}
+
+/* ---- reading -------------------------------------------------------------- */
+
+/* exp() that saturates like IEEE (CPython's math.exp raises instead; the
+ * reference catches that and uses inf, so both agree). */
+double wm_representative(int64_t key, double log_gamma, int collapses)
+{
+    double lg = log_gamma * ldexp(1.0, collapses);
+    double g = exp(lg);
+    if (isinf(g))   /* 2 g^k / (1 + g) -> its limit for huge g */
+        return key > 1 ? INFINITY : (key == 1 ? 2.0 : 0.0);
+    return 2.0 * exp((double)key * lg) / (1.0 + g);
+}
+
+static inline double clampv(const wm_sketch *s, double v)
+{
+    return v < s->min ? s->min : (v > s->max ? s->max : v);
+}
+
+double wm_sketch_quantile(const wm_sketch *s, double q)
+{
+    if (s->count == 0)
+        return NAN;
+    if (q == 0.0)
+        return s->min;
+    if (q == 1.0)
+        return s->max;
+    double rank = q * (double)(s->count - 1);
+    uint64_t seen = 0;
+    const wm_store *n = &s->neg;
+    for (int64_t k = n->hi; k >= n->lo; k--) {
+        uint64_t x = n->c[k - n->off];
+        if (!x)
+            continue;
+        seen += x;
+        if ((double)seen > rank)
+            return clampv(s, -wm_representative(k, s->log_gamma, s->collapses));
+    }
+    seen += s->zero;
+    if ((double)seen > rank)
+        return clampv(s, 0.0);
+    const wm_store *p = &s->pos;
+    for (int64_t k = p->lo; k <= p->hi; k++) {
+        uint64_t x = p->c[k - p->off];
+        if (!x)
+            continue;
+        seen += x;
+        if ((double)seen > rank)
+            return clampv(s, wm_representative(k, s->log_gamma, s->collapses));
+    }
+    return s->max;
+}
+
+double wm_sketch_alpha(const wm_sketch *s)
+{
+    if (s->collapses == 0)
+        return s->base_alpha;
+    double g = exp(s->log_gamma * ldexp(1.0, s->collapses));
+    if (isinf(g))
+        return 1.0;
+    return (g - 1.0) / (g + 1.0);
+}
+
+/* ---- header ----------------------------------------------------------------- */
+
+static void put_u64(uint8_t *out, uint64_t x)
+{
+    for (int i = 0; i < 8; i++)
+        out[i] = (uint8_t)(x >> (8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *in)
+{
+    uint64_t x = 0;
+    for (int i = 0; i < 8; i++)
+        x |= (uint64_t)in[i] << (8 * i);
+    return x;
+}
+
+static void put_f64(uint8_t *out, double d)
+{
+    uint64_t x;
+    memcpy(&x, &d, 8);
+    put_u64(out, x);
+}
+
+static double get_f64(const uint8_t *in)
+{
+    uint64_t x = get_u64(in);
+    double d;
+    memcpy(&d, &x, 8);
+    return d;
+}
+
+void wm_header_encode(uint8_t *out, double alpha, uint32_t max_bins, int collapses,
+                      uint64_t count, double sum, double mn, double mx)
+{
+    memcpy(out, "WMSK", 4);
+    out[4] = 1;
+    put_f64(out + 5, alpha);
+    for (int i = 0; i < 4; i++)
+        out[13 + i] = (uint8_t)(max_bins >> (8 * i));
+    out[17] = (uint8_t)collapses;
+    put_u64(out + 18, count);
+    put_f64(out + 26, sum);
+    put_f64(out + 34, mn);
+    put_f64(out + 42, mx);
+}
+
+#define FAIL(msg)      \
+    do {               \
+        *err = (msg);  \
+        return WM_EFORMAT; \
+    } while (0)
+
+int wm_sketch_decode(wm_sketch *s, const uint8_t *buf, size_t len, wm_acct *acct,
+                     const char **err)
+{
+    if (len < WM_HEADER_SIZE)
+        FAIL("sketch bytes too short");
+    if (memcmp(buf, "WMSK", 4) != 0)
+        FAIL("not a wedmetrics sketch (bad magic)");
+    if (buf[4] != 1)
+        FAIL("unsupported sketch format version");
+    double alpha = get_f64(buf + 5);
+    uint32_t max_bins = 0;
+    for (int i = 0; i < 4; i++)
+        max_bins |= (uint32_t)buf[13 + i] << (8 * i);
+    int collapses = buf[17];
+    uint64_t count = get_u64(buf + 18);
+    double total = get_f64(buf + 26), lo = get_f64(buf + 34), hi = get_f64(buf + 42);
+    if (!(alpha > 0.0 && alpha < 1.0))
+        FAIL("sketch alpha out of (0, 1)");
+    if (max_bins < 16 || max_bins > WM_MAX_BINS_LIMIT)
+        FAIL("sketch max_bins out of [16, 1048576]");
+    if (collapses > WM_MAX_COLLAPSES)
+        FAIL("sketch collapse level out of range");
+    if (count) {
+        if (!(isfinite(lo) && isfinite(hi) && lo <= hi))
+            FAIL("sketch min/max are not finite and ordered");
+        if (isnan(total))
+            FAIL("sketch sum is NaN");
+    }
+    if (alpha < WM_MIN_ALPHA)
+        FAIL("sketch alpha below the smallest accepted (1e-06)");
+    size_t p = WM_HEADER_SIZE;
+    uint64_t zero;
+    store_scan neg, pos;
+    if (wm_get_varint(buf, len, &p, &zero))
+        FAIL("sketch body is malformed (zero count)");
+    if (scan_store(buf, len, &p, max_bins, &neg) || scan_store(buf, len, &p, max_bins, &pos))
+        FAIL("sketch body is malformed (bad store)");
+    if (p != len)
+        FAIL("trailing bytes after the sketch");
+    uint64_t sum = zero;
+    int over = neg.overflow || pos.overflow;
+    if (sum + neg.total < sum)
+        over = 1;
+    sum += neg.total;
+    if (sum + pos.total < sum)
+        over = 1;
+    sum += pos.total;
+    if (over || sum != count)
+        FAIL("sketch bin counts do not add up to its count");
+    int64_t nspan = neg.n ? neg.last - neg.first + 1 : 0;
+    int64_t pspan = pos.n ? pos.last - pos.first + 1 : 0;
+    if (nspan > (int64_t)max_bins || pspan > (int64_t)max_bins || nspan + pspan > (int64_t)max_bins)
+        FAIL("sketch bins span more than max_bins");
+    wm_sketch_init(s, alpha, max_bins, acct);
+    s->collapses = collapses;
+    s->zero = zero;
+    if ((neg.n && store_reserve(&s->neg, neg.first, neg.last, acct)) ||
+        (pos.n && store_reserve(&s->pos, pos.first, pos.last, acct))) {
+        wm_sketch_free(s);
+        *err = "out of memory";
+        return WM_ENOMEM;
+    }
+    load_store(&s->neg, buf, len, &neg, 0);
+    load_store(&s->pos, buf, len, &pos, 0);
+    s->count = count;
+    s->sum = total;
+    if (count) {
+        s->min = lo;
+        s->max = hi;
+    }
+    return WM_OK;
+}

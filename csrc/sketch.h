@@ -1,0 +1,88 @@
+/* Relative-error quantile sketch (DDSketch mapping, UDDSketch uniform collapse).
+ *
+ * C99, no Python: the twin of wedmetrics/_kernels/_sketch_ref.py.  Every
+ * float operation follows the reference's order so both agree bit for bit
+ * (build with -ffp-contract=off, never -ffast-math).
+ *
+ * Two forms:
+ *   wm_sketch  - dense and mutable: per sign a counts array around the used
+ *                key range, grown by realloc; used while a bucket is open.
+ *   body bytes - the frozen compact form (the codec "body", see _codec.py):
+ *                varint zero count, then the negative and positive stores as
+ *                varint n_bins + (zigzag first key | key delta, count) pairs.
+ */
+#ifndef WM_SKETCH_H
+#define WM_SKETCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes (negative); the bindings turn them into exceptions. */
+#define WM_OK 0
+#define WM_ENOMEM (-1)
+#define WM_EFORMAT (-2)
+
+/* Codec limits, identical to _codec.py. */
+#define WM_MAX_BINS_LIMIT (1u << 20)
+#define WM_MAX_COLLAPSES 40
+#define WM_KEY_LIMIT ((int64_t)1 << 40)
+#define WM_MIN_ALPHA 1e-6
+#define WM_HEADER_SIZE 50
+
+/* Optional byte counter that every allocation of a sketch adds to. */
+typedef int64_t wm_acct;
+
+typedef struct {
+    uint64_t *c;     /* counts; c[i] is key off + i */
+    int64_t off;
+    int64_t lo, hi;  /* non-empty key range; lo > hi when empty */
+    uint32_t cap;
+} wm_store;
+
+typedef struct {
+    double base_alpha, log_gamma, mult;
+    uint32_t max_bins;
+    int collapses;
+    wm_store pos, neg;
+    uint64_t zero, count;
+    double sum, min, max;
+    wm_acct *acct;
+} wm_sketch;
+
+/* Parameters and lifecycle. */
+void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct);
+void wm_sketch_free(wm_sketch *s);
+void wm_sketch_clear(wm_sketch *s);   /* empty, keeps its buffers */
+int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src);  /* dst uninitialised */
+
+/* Building (values must be finite: the caller checks). */
+int wm_sketch_add(wm_sketch *s, double v);
+/* add(v) whose sum contribution is sumv: merging a one-point bucket adds its
+ * sum (0.0 + v), which differs from v for v = -0.0. */
+int wm_sketch_add_point(wm_sketch *s, double v, double sumv);
+int wm_sketch_merge(wm_sketch *s, const wm_sketch *o);
+/* Merge a frozen body with its stats (trusted bytes made by this core). */
+int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
+                         double mx, const uint8_t *body, size_t len);
+
+/* Reading. */
+double wm_sketch_quantile(const wm_sketch *s, double q);
+double wm_sketch_alpha(const wm_sketch *s);
+uint32_t wm_sketch_num_bins(const wm_sketch *s);
+double wm_representative(int64_t key, double log_gamma, int collapses);
+
+/* Bytes.  *_bound gives a buffer size that always suffices. */
+size_t wm_sketch_body_bound(const wm_sketch *s);
+size_t wm_sketch_body_encode(const wm_sketch *s, uint8_t *out);
+void wm_header_encode(uint8_t *out, double alpha, uint32_t max_bins, int collapses,
+                      uint64_t count, double sum, double mn, double mx);
+/* Full decode of header + body with every check of _codec.py.  On success
+ * *s is initialised (free it); on failure it is not, and *err names why. */
+int wm_sketch_decode(wm_sketch *s, const uint8_t *buf, size_t len, wm_acct *acct,
+                     const char **err);
+
+/* Varints, shared with the core. */
+size_t wm_put_varint(uint8_t *out, uint64_t n);
+int wm_get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out);
+
+#endif
