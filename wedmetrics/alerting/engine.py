@@ -107,7 +107,9 @@ class AlertEvent:
     ts : float
         When (epoch seconds, the evaluation time).
     kind : str
-        ``firing``, ``resolved``, ``acknowledged``, ``escalated``,
+        ``firing``, ``resolved``, ``notified`` (one per alert and receiver
+        of a message handed to delivery; ``reason`` says why: initial,
+        update, repeat, resolved, escalation), ``acknowledged``,
         ``silenced`` or ``feedback``.
     rule, fingerprint : str
         The rule and the alert id (for ``silenced``: the silence id).
@@ -128,6 +130,9 @@ class AlertEvent:
     by: Optional[str] = None
     summary: str = ""
     note: str = ""
+    receiver: Optional[str] = None
+    reason: Optional[str] = None
+    escalation_level: int = 0
 
     def to_dict(self) -> dict:
         """JSON-able form (non-finite values as None)."""
@@ -496,10 +501,8 @@ class AlertEngine:
         for rule in self._rules.values():
             targets = self._targets(rule) if rule.reads_metric else [({}, ())]
             for labels, sids in targets:
-                tkey = (rule.name, sids) if not rule.per_series or not rule.reads_metric else \
-                    (rule.name, sids[0])
-                if not rule.reads_metric:
-                    tkey = (rule.name,)
+                # a merged instance keeps its identity while it gains series
+                tkey = (rule.name, sids) if rule.reads_metric and rule.per_series else (rule.name,)
                 inst = self._by_target.get(tkey)
                 if inst is None or inst.rule is not rule:
                     if inst is not None and inst.rule is not rule:
@@ -782,17 +785,19 @@ class AlertEngine:
         routed = self.dispatcher.process(messages, now)
         for rn in routed:
             if self.delivery is None:
+                # no channel at all: counted, so a silent configuration is visible
                 self._counts["not_delivered"] += 1
                 continue
             channels = None if rn.receiver == ALL_RECEIVERS else [rn.receiver]
             self.delivery.submit(rn.group, channels)
             self._counts["notifications"] += 1
-            if rn.reason == "escalation":
-                for a in rn.alerts:
-                    self.history_log.add(AlertEvent(
-                        ts=now, kind="escalated", rule=a.rule, fingerprint=a.alert_id,
-                        labels=dict(a.labels), severity=a.severity.label, value=a.value,
-                        wedding_id=a.wedding_id, note=f"level {rn.escalation_level} -> {rn.receiver}"))
+            # who was told what, when: the audit trail of paging (and what tests check)
+            for a in rn.alerts:
+                self.history_log.add(AlertEvent(
+                    ts=now, kind="notified", rule=a.rule, fingerprint=a.alert_id,
+                    labels=dict(a.labels), severity=a.severity.label, value=a.value,
+                    wedding_id=a.wedding_id, receiver=rn.receiver, reason=rn.reason,
+                    escalation_level=rn.escalation_level, note=a.status))
 
     # -- people ---------------------------------------------------------------
 
@@ -909,7 +914,7 @@ class AlertEngine:
     def history(self, *, rule: str | None = None, alert_id: str | None = None,
                 kind: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int | None = None) -> list[AlertEvent]:
-        """Alert events (firing, resolved, acknowledged, escalated, silenced, feedback), oldest first."""
+        """Alert events (firing, resolved, notified, acknowledged, silenced, feedback), oldest first."""
         return self.history_log.query(rule=rule, fingerprint=alert_id, kind=kind, since=since,
                                       until=until, limit=limit)
 
