@@ -232,3 +232,16 @@ def test_default_configuration_is_frozen():
                              "alpha": 0.02, "season": 0, "consecutive": 1, "cooldown": 100}
     with pytest.raises(AttributeError):
         cfg.threshold = 3.0  # type: ignore[misc]
+
+
+def test_mean_view_does_not_drift_on_a_mostly_zero_series():
+    # A running sum leaves ~1e-17 after a spike leaves the mean window; on a
+    # flat view that residue would score astronomically.  Exact re-summing
+    # brings every view back to exactly 0.
+    values = np.zeros(400)
+    values[200:203] = [0.1, 0.2, 0.3]   # 0.1 + 0.2 + 0.3 - 0.1 - 0.2 - 0.3 != 0 in floats
+    values[230:232] = [7.3, 1.1]
+    result = det.detect(values, DetectorConfig(window=100, min_periods=10, mean_span=6,
+                                               surprise_window=0), use_numba=False)
+    assert math.isinf(result.scores[200]) and result.anomalous[200]
+    assert not result.scores[209:230].any() and not result.scores[238:].any()

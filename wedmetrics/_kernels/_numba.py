@@ -97,7 +97,6 @@ def robust_detect(values, window, min_periods, mean_span, season, threshold, sur
     recent = np.empty(mean_span)
     recent_len = 0
     recent_head = 0
-    recent_sum = 0.0
     q_idx = np.empty(n + 1, dtype=np.int64)
     q_val = np.empty(n + 1)
     head = 0
@@ -122,14 +121,15 @@ def robust_detect(values, window, min_periods, mean_span, season, threshold, sur
         previous = y
         have_previous = True
         if recent_len == mean_span:
-            recent_sum -= recent[recent_head]
             recent_head = (recent_head + 1) % mean_span
             recent_len -= 1
         recent[(recent_head + recent_len) % mean_span] = y
         recent_len += 1
-        recent_sum += y
         if mean_span > 1:
-            feats[2] = recent_sum / recent_len
+            total = 0.0                   # oldest first, as the streaming sum
+            for j in range(recent_len):
+                total += recent[(recent_head + j) % mean_span]
+            feats[2] = total / recent_len
             active[2] = True
         score = 0.0
         for v in range(3):

@@ -286,7 +286,6 @@ class RobustZDetector:
         self._gate = _SurpriseGate(config.surprise_window)
         self._previous: float | None = None
         self._recent: deque[float] = deque()
-        self._recent_sum = 0.0
         self.n_seen = 0
 
     def update(self, value: float) -> Decision:
@@ -309,12 +308,17 @@ class RobustZDetector:
             score = max(score, self._step.zscore(step))
             self._step.push(step)
         self._previous = y
-        if self._recent and len(self._recent) == self.config.mean_span:
-            self._recent_sum -= self._recent.popleft()
+        if len(self._recent) == self.config.mean_span:
+            self._recent.popleft()
         self._recent.append(y)
-        self._recent_sum += y
         if self.config.mean_span > 1:
-            mean = self._recent_sum / len(self._recent)
+            # Summed afresh each time: a running sum drifts (1e-17 residues
+            # after a spike on an all-zero series), and the robust scale of a
+            # flat mean view would turn that drift into a huge score.
+            total = 0.0
+            for u in self._recent:
+                total += u
+            mean = total / len(self._recent)
             score = max(score, self._mean.zscore(mean))
             self._mean.push(mean)
         fresh = self._gate.passes(score)
