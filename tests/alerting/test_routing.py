@@ -413,3 +413,61 @@ route:
     assert cfg.route.routes[0].continue_ is True
     with pytest.raises(ValueError, match="mapping at the top level"):
         RoutingConfig.from_yaml("- just a list")
+
+
+# -- no alert is missed ----------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_EVENT = st.tuples(st.integers(0, 400),                          # seconds since the previous event
+                   st.sampled_from(["a", "b", "c", "d"]),        # alert id
+                   st.booleans(),                                # firing?
+                   st.sampled_from(["warning", "critical"]),
+                   st.sampled_from(["w1", "w2"]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_EVENT, min_size=1, max_size=25))
+def test_every_firing_alert_is_told_and_every_told_resolve_follows(events):
+    """The obvious oracle: whatever the interleaving, each alert firing at the end was sent as
+    firing at or after it last started firing, and each alert resolved at the end whose firing
+    was sent is later sent as resolved."""
+    d = Dispatcher({"route": {"receiver": "ops", "group_by": ["wedding_id"], "group_wait": 30,
+                              "group_interval": 120, "routes": [
+                                  {"matchers": ["severity=critical"], "receiver": "pager"}]},
+                    "inhibit_rules": []})
+    sent: list = []
+    state: dict = {}          # alert id -> (firing, severity, wedding, started)
+    t = T0
+
+    def run_until(limit):
+        nonlocal t
+        while (due := d.next_due()) is not None and due <= limit:
+            sent.extend(d.tick(due))
+        t = limit
+
+    for gap, aid, firing, sev, wid in events:
+        run_until(t + gap)
+        prev = state.get(aid)
+        if firing:
+            started = prev[3] if prev and prev[0] and prev[1:3] == (sev, wid) else t
+            state[aid] = (True, sev, wid, started)
+            d.update(alert(aid, severity=sev, wedding_id=wid, starts_at=started), t)
+        elif prev and prev[0]:
+            state[aid] = (False, prev[1], prev[2], prev[3])
+            d.update(Notification(aid, "HighLatency", "resolved", prev[1], starts_at=prev[3], ends_at=t,
+                                  wedding_id=prev[2]), t)
+        sent.extend(d.tick(t))
+    run_until(t + 1000)
+
+    def told(aid, status, since):
+        return any(n.at >= since and any(a.alert_id == aid and a.status == status for a in n.alerts)
+                   for n in sent)
+
+    for aid, (firing, sev, wid, started) in state.items():
+        if firing:
+            assert told(aid, "firing", started), (aid, state[aid])
+        elif told(aid, "firing", started):
+            last_firing = max(n.at for n in sent if any(a.alert_id == aid and a.firing for a in n.alerts))
+            assert told(aid, "resolved", last_firing), (aid, state[aid])
