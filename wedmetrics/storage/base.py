@@ -1,0 +1,306 @@
+"""The storage contract: the ``StorageBackend`` protocol, its records and shared helpers.
+
+Every backend (memory, SQLite, TimescaleDB/PostgreSQL) implements the same
+protocol and passes the same contract tests (``tests/storage/contract.py``).
+Backends map a :class:`~wedmetrics.SeriesKey` to their own series id, per
+org; engine-local ids never cross a process boundary.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Iterable, Protocol, runtime_checkable
+
+import numpy as np
+
+from .._kernels import Sketch
+from ..aggregation import WindowStats
+from ..buckets import SERIES_KINDS, BucketBatch, SeriesKey
+from ..clock import parse_duration
+
+__all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key", "check_text",
+           "key_problem", "key_digest", "labels_text", "labels_from_text",
+           "parse_retention", "merge_rows", "state_json", "ALERT_STATUSES"]
+
+ALERT_STATUSES = ("pending", "firing", "resolved", "silenced", "inhibited", "escalated",
+                  "acknowledged")
+
+
+class InvalidKeyError(ValueError):
+    """A series name or label that no backend can store unchanged."""
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert state change, as stored.  The org is implied by the backend.
+
+    ``(alert_id, status, ts)`` identifies an event: writing the same event
+    twice (a retried batch) stores it once.
+    """
+
+    alert_id: str
+    rule: str
+    status: str
+    severity: str
+    ts: float
+    labels: dict = field(default_factory=dict)
+    annotations: dict = field(default_factory=dict)
+    value: float | None = None
+    wedding_id: str | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` naming the first field that cannot be stored."""
+        for name in ("alert_id", "rule", "status", "severity"):
+            check_text(f"AlertEvent.{name}", getattr(self, name))
+        if self.wedding_id is not None:
+            check_text("AlertEvent.wedding_id", self.wedding_id)
+        if not isinstance(self.ts, (int, float)) or not math.isfinite(self.ts):
+            raise ValueError(f"AlertEvent.ts must be a finite number, got {self.ts!r}")
+        if self.value is not None and (not isinstance(self.value, (int, float))
+                                       or math.isnan(self.value)):
+            raise ValueError(f"AlertEvent.value must be a number or None, got {self.value!r}")
+        for name in ("labels", "annotations"):
+            d = getattr(self, name)
+            if not isinstance(d, dict):
+                raise ValueError(f"AlertEvent.{name} must be a dict, got {type(d).__name__}")
+            for k, v in d.items():
+                check_text(f"AlertEvent.{name} key", k)
+                check_text(f"AlertEvent.{name}[{k!r}]", v)
+
+    @property
+    def identity(self) -> tuple:
+        return (self.alert_id, self.status, float(self.ts))
+
+    def to_row(self) -> tuple:
+        return (self.alert_id, self.rule, self.status, self.severity,
+                json.dumps(self.labels, ensure_ascii=False, sort_keys=True, allow_nan=False),
+                json.dumps(self.annotations, ensure_ascii=False, sort_keys=True, allow_nan=False),
+                None if self.value is None else float(self.value), float(self.ts),
+                self.wedding_id)
+
+    @classmethod
+    def from_row(cls, row) -> "AlertEvent":
+        alert_id, rule, status, severity, labels, annotations, value, ts, wedding_id = row
+        return cls(alert_id=alert_id, rule=rule, status=status, severity=severity,
+                   ts=float(ts), labels=json.loads(labels), annotations=json.loads(annotations),
+                   value=None if value is None else float(value), wedding_id=wedding_id)
+
+
+@dataclass(frozen=True)
+class RuleState:
+    """The persisted state of one alert rule (JSON-able dict) and when it was written."""
+
+    rule: str
+    state: dict
+    updated_at: float
+
+
+@runtime_checkable
+class StorageBackend(Protocol):
+    """Where closed buckets, alert events and rule state live beyond the engine.
+
+    Implementations: :class:`~wedmetrics.storage.MemoryBackend`,
+    :class:`~wedmetrics.storage.SQLiteBackend`,
+    :class:`~wedmetrics.storage.TimescaleBackend`.  All are safe to call
+    from the flusher thread and a user thread at the same time.
+    """
+
+    org_id: str
+
+    def write_buckets(self, batch: BucketBatch) -> int:
+        """Store closed buckets; returns rows newly stored.
+
+        Idempotent per ``(org, series, width, start)``: a row already stored
+        is skipped, so a retried batch never duplicates.  Raises
+        :class:`InvalidKeyError` before writing anything if a series key
+        cannot be stored unchanged; connection problems raise the driver's
+        own exceptions (the flusher retries those).
+        """
+
+    def read_buckets(self, key: SeriesKey, width: float, start: float,
+                     end: float) -> BucketBatch:
+        """Rows of one series and width with ``start <= bucket start < end``, sorted."""
+
+    def read_merged(self, name: str, width: float, start: float, end: float,
+                    labels: dict | None = None) -> WindowStats:
+        """Every bucket of ``name`` (series whose labels include ``labels``)
+        merged into one window: exact count/sum/min/max, percentiles from the
+        merged sketches."""
+
+    def series_keys(self, name: str | None = None) -> list[SeriesKey]:
+        """Keys of the stored series of this org, optionally of one name."""
+
+    def write_alert_events(self, events: Iterable[AlertEvent]) -> int:
+        """Store alert events (idempotent per ``(alert_id, status, ts)``)."""
+
+    def read_alert_events(self, start: float, end: float,
+                          rule: str | None = None) -> list[AlertEvent]:
+        """Events with ``start <= ts < end``, ordered by ts."""
+
+    def write_rule_state(self, rule: str, state: dict, ts: float) -> None:
+        """Replace the stored state of ``rule``."""
+
+    def read_rule_state(self, rule: str) -> RuleState | None:
+        """The stored state of ``rule``, or ``None``."""
+
+    def read_all_rule_states(self) -> dict[str, RuleState]:
+        """Every stored rule state of this org, by rule."""
+
+    def apply_retention(self, now: float, retention: dict | None = None) -> int:
+        """Remove rows with ``start < now - keep[width]``; returns rows removed."""
+
+    def close(self) -> None:
+        """Release connections; idempotent."""
+
+
+# -- keys -------------------------------------------------------------------
+def check_text(what: str, value) -> None:
+    """Raise :class:`InvalidKeyError` unless ``value`` is a str every backend stores unchanged."""
+    if not isinstance(value, str):
+        raise InvalidKeyError(f"{what} must be str, got {type(value).__name__}: {value!r:.80}")
+    if "\x00" in value:
+        # PostgreSQL text cannot hold NUL; every backend refuses it so that
+        # a key that works in SQLite also works in PostgreSQL.
+        raise InvalidKeyError(f"{what} contains a NUL character, which storage refuses: "
+                              f"{value!r:.80}")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidKeyError(f"{what} is not valid Unicode (lone surrogate at "
+                              f"{exc.start}): {value!r:.80}") from None
+
+
+def check_key(key: SeriesKey) -> None:
+    """Raise :class:`InvalidKeyError` naming the part of ``key`` storage refuses."""
+    if not isinstance(key, SeriesKey):
+        raise InvalidKeyError(f"expected a SeriesKey, got {type(key).__name__}")
+    check_text("series name", key.name)
+    if key.kind not in SERIES_KINDS:
+        raise InvalidKeyError(f"series kind must be one of {SERIES_KINDS}, got {key.kind!r}")
+    for pair in key.labels:
+        if not (isinstance(pair, tuple) and len(pair) == 2):
+            raise InvalidKeyError(f"labels of {key.name!r} must be (name, value) pairs, "
+                                  f"got {pair!r:.80}")
+        check_text(f"label name of {key.name!r:.80}", pair[0])
+        check_text(f"label {pair[0]!r:.80} of {key.name!r:.80}", pair[1])
+
+
+def key_problem(key: SeriesKey) -> str | None:
+    """The reason ``key`` cannot be stored, or ``None`` when it can."""
+    try:
+        check_key(key)
+    except InvalidKeyError as exc:
+        return str(exc)
+    return None
+
+
+def labels_text(labels: tuple) -> str:
+    """Canonical JSON of a label tuple: the stored form, compared byte for byte."""
+    return json.dumps([list(p) for p in labels], ensure_ascii=False, separators=(",", ":"))
+
+
+def labels_from_text(text: str) -> tuple:
+    return tuple((k, v) for k, v in json.loads(text))
+
+
+def key_digest(key: SeriesKey) -> bytes:
+    """SHA-256 of the canonical key: a fixed-size unique index even for 10 KB labels
+    (a PostgreSQL btree entry cannot exceed about 2.7 KB)."""
+    text = json.dumps([key.name, [list(p) for p in key.labels], key.kind],
+                      ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).digest()
+
+
+def labels_match(key_labels: tuple, wanted: dict | None) -> bool:
+    if not wanted:
+        return True
+    have = dict(key_labels)
+    return all(have.get(k) == v for k, v in wanted.items())
+
+
+def state_json(rule: str, state: dict) -> str:
+    """The stored JSON text of a rule state; ``ValueError`` names what cannot be stored."""
+    check_text("rule", rule)
+    if not isinstance(state, dict):
+        raise ValueError(f"state of rule {rule!r} must be a dict, got {type(state).__name__}")
+    try:
+        text = json.dumps(state, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"state of rule {rule!r} is not JSON-able: {exc}") from None
+    if "\\u0000" in text:
+        raise ValueError(f"state of rule {rule!r} holds a NUL character, which storage refuses")
+    return text
+
+
+# -- retention -----------------------------------------------------------------
+def parse_retention(retention: dict | None) -> dict[float, float]:
+    """``{"1m": "30d", 3600: "1y"}`` -> ``{60.0: 2592000.0, 3600.0: 31536000.0}``."""
+    out: dict[float, float] = {}
+    for width, keep in (retention or {}).items():
+        w = parse_duration(width)
+        k = parse_duration(keep)
+        if w <= 0 or k <= 0:
+            raise ValueError(f"retention {width!r}: {keep!r} must be positive durations")
+        out[w] = k
+    return out
+
+
+# -- merging ---------------------------------------------------------------------
+def merge_rows(count, total, lo, hi, sketches, start: float, end: float) -> WindowStats:
+    """Merge bucket rows (columns and sketch bytes) into one :class:`WindowStats`.
+
+    ``count``/``sum``/``min``/``max`` are exact; percentiles come from the
+    merged sketches, so the result is within alpha of one engine fed every
+    point, however many processes wrote the rows.
+    """
+    count = np.asarray(count, dtype=np.int64)
+    n = int(count.sum()) if len(count) else 0
+    if n == 0:
+        return WindowStats(0, 0.0, math.nan, math.nan, start, end, None)
+    merged = None
+    for blob in sketches:
+        s = Sketch.from_bytes(blob)
+        if merged is None:
+            merged = s
+        else:
+            merged.merge(s)
+    has = count > 0
+    return WindowStats(n, float(np.asarray(total, dtype=np.float64).sum()),
+                       float(np.asarray(lo, dtype=np.float64)[has].min()),
+                       float(np.asarray(hi, dtype=np.float64)[has].max()), start, end, merged)
+
+
+def batch_from_rows(key: SeriesKey, series_id: int, width: float, rows: list) -> BucketBatch:
+    """A :class:`BucketBatch` of one series from ``(start, count, sum, min, max, sketch)``
+    rows already sorted by start."""
+    n = len(rows)
+    if n == 0:
+        return BucketBatch.empty()
+    start, count, total, lo, hi, sketch = zip(*rows)
+    return BucketBatch(np.full(n, series_id, dtype=np.int64), np.full(n, width, dtype=np.float64),
+                       np.array(start, dtype=np.float64), np.array(count, dtype=np.int64),
+                       np.array(total, dtype=np.float64), np.array(lo, dtype=np.float64),
+                       np.array(hi, dtype=np.float64), [bytes(b) for b in sketch],
+                       {int(series_id): key})
+
+
+def check_batch(batch: BucketBatch) -> None:
+    """Raise ``ValueError`` when the columns disagree or a key is missing or invalid."""
+    n = len(batch)
+    for name in ("width", "start", "count", "sum", "min", "max"):
+        col = getattr(batch, name)
+        if col.shape != (n,):
+            raise ValueError(f"BucketBatch.{name} has shape {col.shape}, expected ({n},)")
+    if len(batch.sketch) != n:
+        raise ValueError(f"BucketBatch.sketch has {len(batch.sketch)} entries, expected {n}")
+    for sid in np.unique(batch.series):
+        key = batch.keys.get(int(sid))
+        if key is None:
+            raise ValueError(f"BucketBatch has no SeriesKey for series id {int(sid)}")
+        check_key(key)
+    if n and not np.isfinite(batch.start).all():
+        raise ValueError("BucketBatch.start holds a non-finite timestamp")
+    if n and not (batch.width > 0).all():
+        raise ValueError("BucketBatch.width must be positive")

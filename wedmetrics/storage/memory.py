@@ -1,0 +1,162 @@
+"""MemoryBackend: the storage contract kept in dicts, for tests and short-lived processes."""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Iterable
+
+from ..aggregation import WindowStats
+from ..buckets import BucketBatch, SeriesKey
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, labels_match,
+                   merge_rows, parse_retention, state_json)
+
+__all__ = ["MemoryBackend"]
+
+
+class MemoryBackend:
+    """Keeps closed buckets, alert events and rule state in process memory.
+
+    Behaves exactly like the database backends (same contract tests), so it
+    is the reference they are compared with.  Several ``MemoryBackend``
+    objects may share one ``store`` to model several orgs in one place.
+
+    Parameters
+    ----------
+    org_id : str
+        Tenant whose rows this backend reads and writes.
+    retention : dict, optional
+        Keep per resolution, e.g. ``{"1s": "1d", "1m": "30d"}``, applied by
+        :meth:`apply_retention`.
+    store : dict, optional
+        Shared state of several backends (see :meth:`shared_store`).
+    """
+
+    def __init__(self, org_id: str = "default", retention: dict | None = None,
+                 store: dict | None = None) -> None:
+        if not isinstance(org_id, str) or not org_id:
+            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
+        self.org_id = org_id
+        self.retention = parse_retention(retention)
+        self._store = store if store is not None else self.shared_store()
+        self._lock = self._store["lock"]
+        self._closed = False
+
+    @staticmethod
+    def shared_store() -> dict:
+        """A fresh store for several orgs' backends to share."""
+        return {"lock": threading.RLock(), "series": {}, "buckets": {}, "events": {},
+                "rules": {}}
+
+    def _org(self, table: str) -> dict:
+        return self._store[table].setdefault(self.org_id, {})
+
+    # -- buckets ------------------------------------------------------------
+    def _series_id(self, key: SeriesKey) -> int:
+        series = self._org("series")
+        sid = series.get(key)
+        if sid is None:
+            sid = series[key] = len(series) + 1
+        return sid
+
+    def write_buckets(self, batch: BucketBatch) -> int:
+        check_batch(batch)
+        written = 0
+        with self._lock:
+            buckets = self._org("buckets")
+            ids = {local: self._series_id(key) for local, key in batch.keys.items()}
+            cols = zip(batch.series.tolist(), batch.width.tolist(), batch.start.tolist(),
+                       batch.count.tolist(), batch.sum.tolist(), batch.min.tolist(),
+                       batch.max.tolist(), batch.sketch)
+            for local, width, start, count, total, lo, hi, blob in cols:
+                rows = buckets.setdefault((ids[local], width), {})
+                if start not in rows:
+                    rows[start] = (start, count, total, lo, hi, bytes(blob))
+                    written += 1
+        return written
+
+    def read_buckets(self, key: SeriesKey, width: float, start: float,
+                     end: float) -> BucketBatch:
+        with self._lock:
+            sid = self._org("series").get(key)
+            if sid is None:
+                return BucketBatch.empty()
+            rows = self._org("buckets").get((sid, float(width)), {})
+            chosen = sorted((r for s, r in rows.items() if start <= s < end),
+                            key=lambda r: r[0])
+        return batch_from_rows(key, sid, float(width), chosen)
+
+    def read_merged(self, name: str, width: float, start: float, end: float,
+                    labels: dict | None = None) -> WindowStats:
+        keys = [k for k in self.series_keys(name) if labels_match(k.labels, labels)]
+        parts = [self.read_buckets(k, width, start, end) for k in keys]
+        batch = BucketBatch.concat(parts)
+        return merge_rows(batch.count, batch.sum, batch.min, batch.max, batch.sketch,
+                          start, end)
+
+    def series_keys(self, name: str | None = None) -> list[SeriesKey]:
+        with self._lock:
+            keys = list(self._org("series"))
+        return [k for k in keys if name is None or k.name == name]
+
+    # -- alerts ---------------------------------------------------------------
+    def write_alert_events(self, events: Iterable[AlertEvent]) -> int:
+        events = list(events)
+        for e in events:
+            e.check()
+        written = 0
+        with self._lock:
+            stored = self._org("events")
+            for e in events:
+                if e.identity not in stored:
+                    stored[e.identity] = e.to_row()   # a copy: later edits to e's dicts stay out
+                    written += 1
+        return written
+
+    def read_alert_events(self, start: float, end: float,
+                          rule: str | None = None) -> list[AlertEvent]:
+        with self._lock:
+            rows = list(self._org("events").values())
+        out = [AlertEvent.from_row(r) for r in rows
+               if start <= r[7] < end and (rule is None or r[1] == rule)]
+        return sorted(out, key=lambda e: (e.ts, e.alert_id, e.status))
+
+    def write_rule_state(self, rule: str, state: dict, ts: float) -> None:
+        text = state_json(rule, state)
+        with self._lock:
+            self._org("rules")[rule] = (text, float(ts))
+
+    def read_rule_state(self, rule: str) -> RuleState | None:
+        with self._lock:
+            row = self._org("rules").get(rule)
+        return None if row is None else RuleState(rule, json.loads(row[0]), row[1])
+
+    def read_all_rule_states(self) -> dict[str, RuleState]:
+        with self._lock:
+            rows = dict(self._org("rules"))
+        return {r: RuleState(r, json.loads(t), ts) for r, (t, ts) in rows.items()}
+
+    # -- retention and lifecycle -------------------------------------------------
+    def apply_retention(self, now: float, retention: dict | None = None) -> int:
+        keep = parse_retention(retention) if retention is not None else self.retention
+        removed = 0
+        with self._lock:
+            for (sid, width), rows in self._org("buckets").items():
+                if width not in keep:
+                    continue
+                cutoff = now - keep[width]
+                old = [s for s in rows if s < cutoff]
+                for s in old:
+                    del rows[s]
+                removed += len(old)
+        return removed
+
+    def row_count(self) -> int:
+        with self._lock:
+            return sum(len(r) for r in self._org("buckets").values())
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __repr__(self) -> str:
+        return f"<MemoryBackend org={self.org_id!r}>"
+

@@ -1,0 +1,660 @@
+"""TimescaleBackend: PostgreSQL storage with TimescaleDB when available (psycopg 3, binary COPY).
+
+Two layouts of the same tables, chosen when the schema is first created:
+
+``timescale``
+    ``wm_buckets`` is a hypertable (1-day chunks) compressed after 7 days
+    with ``segmentby = org_id, series_id``; continuous aggregates
+    ``wm_rollup_hourly`` and ``wm_rollup_daily`` keep count/sum/min/max
+    roll-ups; per-resolution retention runs as a TimescaleDB job.
+``plain``
+    ``wm_buckets`` is range-partitioned on ``(width, bucket_start)``, one
+    partition per resolution and day (30 days for hourly and coarser
+    buckets); retention drops whole partitions.
+
+Percentiles over any range are computed by merging the stored sketches
+(``read_merged``), never by ``percentile_cont``, which does not roll up.
+"""
+from __future__ import annotations
+
+import json
+import re
+import struct
+import threading
+from typing import Iterable
+
+import numpy as np
+
+try:
+    import psycopg
+    from psycopg import sql
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("TimescaleBackend needs psycopg 3: pip install 'wedmetrics[timescale]'"
+                      ) from exc
+
+from ..aggregation import Columns, WindowStats
+from ..buckets import BucketBatch, SeriesKey
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_text, key_digest,
+                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention,
+                   state_json)
+
+__all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
+
+LAYOUTS = ("auto", "timescale", "plain")
+SCHEMA_VERSION = 2
+_PG_EPOCH = 946684800.0          # 2000-01-01T00:00:00Z, the zero of PostgreSQL timestamps
+_DAY = 86400.0
+_COLUMNS = "org_id, series_id, width, bucket_start, count, sum, min, max, sketch"
+_PART_NAME = re.compile(r"^wm_buckets_w(\d+)_p(-?\d+)$")
+
+
+def _partition_span(width: float) -> float:
+    """Seconds of one plain-layout partition: a day, or 30 days for coarse buckets."""
+    return _DAY if width < 3600.0 else 30 * _DAY
+
+
+class TimescaleBackend:
+    """Stores buckets, alert events and rule state in PostgreSQL, per org.
+
+    Parameters
+    ----------
+    dsn : str
+        libpq connection string, e.g. ``"postgresql://app@db:5432/metrics"``.
+    org_id : str
+        Tenant: every row carries it and every read filters on it.
+    schema : str
+        PostgreSQL schema holding the tables (created when missing).
+    layout : {"auto", "timescale", "plain"}
+        ``auto`` uses TimescaleDB when ``pg_available_extensions`` lists it.
+        Only consulted when the schema is created; afterwards the recorded
+        layout wins.
+    retention : dict, optional
+        Keep per resolution, e.g. ``{"1s": "1d", "1m": "30d"}``.
+    compress_after : str
+        Age after which TimescaleDB compresses chunks (timescale layout).
+    rollup_width : float or str
+        Bucket width the hourly/daily roll-ups are built from (default 1m).
+    connect_timeout : float
+        Seconds to wait for the server; the flusher retries after failures.
+
+    Notes
+    -----
+    Writes are idempotent on ``(org_id, series_id, width, bucket_start)``: a
+    batch is first sent by binary ``COPY`` straight into ``wm_buckets``; if
+    any row is already there (a retried batch that had committed), the
+    transaction rolls back and the batch goes through a staging table with
+    ``INSERT .. ON CONFLICT DO NOTHING``.  Metric names and labels are data
+    (query parameters, COPY fields), never SQL text.
+    """
+
+    def __init__(self, dsn: str, org_id: str = "default", *, schema: str = "wedmetrics",
+                 layout: str = "auto", retention: dict | None = None,
+                 compress_after: str = "7 days", rollup_width=60.0,
+                 connect_timeout: float = 5.0) -> None:
+        if not isinstance(org_id, str) or not org_id:
+            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
+        check_text("org_id", org_id)
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise ValueError(f"schema must be a lower-case SQL identifier, got {schema!r}")
+        from ..clock import parse_duration
+
+        self.dsn = dsn
+        self.org_id = org_id
+        self.schema = schema
+        self.retention = parse_retention(retention)
+        self.compress_after = compress_after
+        self.rollup_width = parse_duration(rollup_width)
+        self.connect_timeout = float(connect_timeout)
+        self._requested_layout = layout
+        self.layout: str | None = None
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection | None = None
+        self._ids: dict[SeriesKey, int] = {}
+        self._partitions: set[tuple[int, int]] = set()
+        self._closed = False
+        self._org_bytes = org_id.encode("utf-8")
+        self._s = sql.Identifier(schema)
+        with self._lock:
+            self._connection()
+
+    # -- connection and schema ------------------------------------------------
+    def _connection(self) -> "psycopg.Connection":
+        if self._closed:
+            raise RuntimeError("TimescaleBackend is closed")
+        conn = self._conn
+        if conn is not None and not conn.closed and not conn.broken:
+            return conn
+        self._conn = None
+        conn = psycopg.connect(self.dsn, autocommit=True,
+                               connect_timeout=max(1, int(round(self.connect_timeout))))
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return conn
+
+    def _run(self, fn):
+        """Run ``fn(conn)``; a broken connection is dropped so the next call reconnects."""
+        with self._lock:
+            conn = self._connection()
+            try:
+                return fn(conn)
+            except psycopg.OperationalError:
+                if conn.broken or conn.closed:
+                    self._conn = None
+                raise
+
+    def _q(self, text: str, **parts) -> sql.Composed:
+        """SQL text with ``{s}`` standing for the (quoted) schema."""
+        return sql.SQL(text).format(s=self._s, **parts)
+
+    def _prepare(self, conn) -> None:
+        with conn.transaction():
+            # two processes opening a fresh database must not both create it
+            conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))",
+                         (f"wedmetrics:{self.schema}",))
+            conn.execute(self._q("CREATE SCHEMA IF NOT EXISTS {s}"))
+            conn.execute(self._q("CREATE TABLE IF NOT EXISTS {s}.wm_schema ("
+                                 "version int PRIMARY KEY, layout text NOT NULL, "
+                                 "applied_at timestamptz NOT NULL DEFAULT now())"))
+            row = conn.execute(self._q("SELECT max(version), max(layout) FROM {s}.wm_schema")
+                               ).fetchone()
+            found, layout = (row[0] or 0), row[1]
+            if found > SCHEMA_VERSION:
+                raise RuntimeError(f"schema {self.schema!r} is at version {found}, newer than "
+                                   f"this wedmetrics supports ({SCHEMA_VERSION})")
+            if layout is None:
+                layout = self._choose_layout(conn)
+            self.layout = layout
+            if found < 1:
+                self._create_v1(conn, layout)
+                if layout == "timescale":
+                    self._create_timescale_objects(conn)
+                conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
+                                     "VALUES (1, %s)"), (layout,))
+            if found < 2:
+                self._create_v2(conn)
+                conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
+                                     "VALUES (2, %s)"), (layout,))
+        self._partitions.clear()
+
+    def _choose_layout(self, conn) -> str:
+        available = conn.execute("SELECT 1 FROM pg_available_extensions "
+                                 "WHERE name = 'timescaledb'").fetchone() is not None
+        if self._requested_layout == "timescale" and not available:
+            raise RuntimeError("layout='timescale' but the timescaledb extension is not "
+                               "available on this server")
+        if self._requested_layout == "plain":
+            return "plain"
+        return "timescale" if available else "plain"
+
+    def _create_v1(self, conn, layout: str) -> None:
+        ex = conn.execute
+        ex(self._q("""CREATE TABLE {s}.wm_series (
+            series_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            org_id text NOT NULL, digest bytea NOT NULL,
+            name text NOT NULL, labels text NOT NULL, kind text NOT NULL,
+            UNIQUE (org_id, digest))"""))
+        ex(self._q("CREATE INDEX ON {s}.wm_series (org_id, name)"))
+        partition = " PARTITION BY RANGE (width, bucket_start)" if layout == "plain" else ""
+        ex(self._q("""CREATE TABLE {s}.wm_buckets (
+            org_id text NOT NULL, series_id bigint NOT NULL,
+            width double precision NOT NULL, bucket_start timestamptz NOT NULL,
+            count bigint NOT NULL, sum double precision NOT NULL,
+            min double precision NOT NULL, max double precision NOT NULL,
+            sketch bytea NOT NULL,
+            PRIMARY KEY (org_id, series_id, width, bucket_start))""" + partition))
+        ex(self._q("""CREATE TABLE {s}.wm_alert_events (
+            org_id text NOT NULL, alert_id text NOT NULL, rule text NOT NULL,
+            status text NOT NULL, severity text NOT NULL, labels jsonb NOT NULL,
+            annotations jsonb NOT NULL, value double precision, ts double precision NOT NULL,
+            wedding_id text, PRIMARY KEY (org_id, alert_id, status, ts))"""))
+        ex(self._q("""CREATE TABLE {s}.wm_rule_state (
+            org_id text NOT NULL, rule text NOT NULL, state jsonb NOT NULL,
+            updated_at double precision NOT NULL, PRIMARY KEY (org_id, rule))"""))
+        # tenancy for SQL consumers: a role sees the orgs mapped to it, through
+        # security_barrier views (RLS does not combine with TimescaleDB
+        # compression or continuous aggregates, so it is not used)
+        ex(self._q("CREATE TABLE {s}.wm_org_roles (role name NOT NULL, org_id text NOT NULL, "
+                   "PRIMARY KEY (role, org_id))"))
+        ex(self._q("""CREATE VIEW {s}.wm_tenant_buckets WITH (security_barrier) AS
+            SELECT b.org_id, s.name, s.labels, s.kind, b.width, b.bucket_start,
+                   b.count, b.sum, b.min, b.max, b.sketch
+            FROM {s}.wm_buckets b JOIN {s}.wm_series s
+              ON s.series_id = b.series_id AND s.org_id = b.org_id
+            WHERE b.org_id IN (SELECT r.org_id FROM {s}.wm_org_roles r
+                               WHERE r.role = current_user)"""))
+        ex(self._q("""CREATE VIEW {s}.wm_tenant_alert_events WITH (security_barrier) AS
+            SELECT * FROM {s}.wm_alert_events e
+            WHERE e.org_id IN (SELECT r.org_id FROM {s}.wm_org_roles r
+                               WHERE r.role = current_user)"""))
+
+    def _create_v2(self, conn) -> None:
+        conn.execute(self._q("CREATE INDEX IF NOT EXISTS wm_alert_events_ts "
+                             "ON {s}.wm_alert_events (org_id, ts)"))
+
+    def _create_timescale_objects(self, conn) -> None:
+        ex = conn.execute
+        ex("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        table = f"{self.schema}.wm_buckets"
+        ex("SELECT create_hypertable(%s::regclass, by_range('bucket_start', "
+           "interval '1 day'), if_not_exists => true)", (table,))
+        ex(self._q("ALTER TABLE {s}.wm_buckets SET (timescaledb.compress, "
+                   "timescaledb.compress_segmentby = 'org_id, series_id', "
+                   "timescaledb.compress_orderby = 'width, bucket_start')"))
+        ex("SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, "
+           "if_not_exists => true)", (table, self.compress_after))
+        ex(self._q("""CREATE MATERIALIZED VIEW IF NOT EXISTS {s}.wm_rollup_hourly
+            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+            SELECT org_id, series_id, time_bucket(interval '1 hour', bucket_start) AS bucket,
+                   sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
+                   max(max) AS max
+            FROM {s}.wm_buckets WHERE width = {w}
+            GROUP BY org_id, series_id, time_bucket(interval '1 hour', bucket_start)
+            WITH NO DATA""", w=sql.Literal(self.rollup_width)))
+        ex(self._q("""CREATE MATERIALIZED VIEW IF NOT EXISTS {s}.wm_rollup_daily
+            WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
+            SELECT org_id, series_id, time_bucket(interval '1 day', bucket) AS bucket,
+                   sum(count)::bigint AS count, sum(sum) AS sum, min(min) AS min,
+                   max(max) AS max
+            FROM {s}.wm_rollup_hourly
+            GROUP BY org_id, series_id, time_bucket(interval '1 day', bucket)
+            WITH NO DATA"""))
+        for view, start_offset, end_offset, every in (
+                ("wm_rollup_hourly", "3 days", "1 hour", "30 minutes"),
+                ("wm_rollup_daily", "30 days", "1 day", "1 hour")):
+            ex("SELECT add_continuous_aggregate_policy(%s::regclass, start_offset => "
+               "%s::interval, end_offset => %s::interval, schedule_interval => %s::interval, "
+               "if_not_exists => true)",
+               (f"{self.schema}.{view}", start_offset, end_offset, every))
+        # retention per resolution as a TimescaleDB job; its config is kept
+        # in sync with ``retention`` by set_retention_policy
+        ex(self._q("""CREATE OR REPLACE PROCEDURE {s}.wm_retention(job_id int, config jsonb)
+            LANGUAGE plpgsql AS $$
+            DECLARE w text; keep double precision;
+            BEGIN
+              FOR w, keep IN SELECT key, value::double precision
+                             FROM jsonb_each_text(config->'keep') LOOP
+                DELETE FROM {s}.wm_buckets WHERE width = w::double precision
+                  AND bucket_start < now() - make_interval(secs => keep);
+              END LOOP;
+            END $$"""))
+
+    # -- series ids ------------------------------------------------------------
+    def _series_ids(self, conn, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+        missing = list({k for k in keys if k not in self._ids})
+        if missing:
+            digests = [key_digest(k) for k in missing]
+            conn.execute(self._q(
+                "INSERT INTO {s}.wm_series (org_id, digest, name, labels, kind) "
+                "SELECT %s, d, n, l, k FROM unnest(%s::bytea[], %s::text[], %s::text[], "
+                "%s::text[]) AS u(d, n, l, k) ON CONFLICT (org_id, digest) DO NOTHING"),
+                (self.org_id, digests, [k.name for k in missing],
+                 [labels_text(k.labels) for k in missing], [k.kind for k in missing]))
+            rows = conn.execute(self._q(
+                "SELECT digest, series_id FROM {s}.wm_series "
+                "WHERE org_id = %s AND digest = ANY(%s)"), (self.org_id, digests)).fetchall()
+            by_digest = {bytes(d): sid for d, sid in rows}
+            for key, d in zip(missing, digests):
+                self._ids[key] = by_digest[d]
+        return self._ids
+
+    def _lookup(self, conn, key: SeriesKey) -> int | None:
+        sid = self._ids.get(key)
+        if sid is None:
+            row = conn.execute(self._q("SELECT series_id FROM {s}.wm_series "
+                                       "WHERE org_id = %s AND digest = %s"),
+                               (self.org_id, key_digest(key))).fetchone()
+            if row is None:
+                return None
+            sid = self._ids[key] = row[0]
+        return sid
+
+    # -- writing buckets ----------------------------------------------------------
+    def write_buckets(self, batch: BucketBatch) -> int:
+        check_batch(batch)
+        if not len(batch):
+            return 0
+        return self._run(lambda conn: self._write(conn, batch))
+
+    def _write(self, conn, batch: BucketBatch) -> int:
+        with conn.transaction():
+            known = self._series_ids(conn, batch.keys.values())
+        local = np.zeros(max(batch.keys) + 1, dtype=np.int64)
+        for i, key in batch.keys.items():
+            local[i] = known[key]
+        sids = local[batch.series]
+        if self.layout == "plain":
+            self._ensure_partitions(conn, batch.width, batch.start)
+        payload = encode_copy(self._org_bytes, sids, batch)
+        try:
+            with conn.transaction():
+                with conn.cursor() as cur:
+                    with cur.copy(self._q(f"COPY {{s}}.wm_buckets ({_COLUMNS}) "
+                                          "FROM STDIN (FORMAT BINARY)")) as copy:
+                        copy.write(payload)
+            return len(batch)
+        except psycopg.errors.UniqueViolation:
+            pass   # some rows are already stored: go through the staging table
+        with conn.transaction():
+            conn.execute(self._q("CREATE TEMP TABLE IF NOT EXISTS wm_stage "
+                                 "(LIKE {s}.wm_buckets) ON COMMIT DELETE ROWS"))
+            with conn.cursor() as cur:
+                with cur.copy(f"COPY wm_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                    copy.write(payload)
+                cur.execute(self._q(f"INSERT INTO {{s}}.wm_buckets ({_COLUMNS}) "
+                                    f"SELECT {_COLUMNS} FROM wm_stage ON CONFLICT DO NOTHING"))
+                return cur.rowcount
+
+    def _ensure_partitions(self, conn, width: np.ndarray, start: np.ndarray) -> None:
+        span = np.where(width < 3600.0, _DAY, 30 * _DAY)
+        wanted = set(zip(np.round(width * 1000).astype(np.int64).tolist(),
+                         np.floor(start / span).astype(np.int64).tolist()))
+        for wms, period in sorted(wanted - self._partitions):
+            w = wms / 1000.0
+            sp = _partition_span(w)
+            name = f"wm_buckets_w{wms}_p{period}"
+            lo, hi = period * sp, (period + 1) * sp
+            try:
+                with conn.transaction():
+                    conn.execute(sql.SQL(
+                        "CREATE TABLE IF NOT EXISTS {s}.{p} PARTITION OF {s}.wm_buckets "
+                        "FOR VALUES FROM ({w}, to_timestamp({lo})) TO ({w}, to_timestamp({hi}))"
+                    ).format(s=self._s, p=sql.Identifier(name), w=sql.Literal(w),
+                             lo=sql.Literal(lo), hi=sql.Literal(hi)))
+            except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateTable):
+                pass   # another process created it at the same moment
+            self._partitions.add((wms, period))
+
+    # -- reading buckets -------------------------------------------------------------
+    def read_buckets(self, key: SeriesKey, width: float, start: float,
+                     end: float) -> BucketBatch:
+        def read(conn):
+            sid = self._lookup(conn, key)
+            if sid is None:
+                return BucketBatch.empty()
+            rows = conn.execute(self._q(
+                "SELECT extract(epoch FROM bucket_start)::float8, count, sum, min, max, sketch "
+                "FROM {s}.wm_buckets WHERE org_id = %s AND series_id = %s AND width = %s "
+                "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s) "
+                "ORDER BY bucket_start"),
+                (self.org_id, sid, float(width), float(start), float(end))).fetchall()
+            return batch_from_rows(key, sid, float(width), rows)
+        return self._run(read)
+
+    def read_merged(self, name: str, width: float, start: float, end: float,
+                    labels: dict | None = None) -> WindowStats:
+        def read(conn):
+            series = conn.execute(self._q(
+                "SELECT series_id, labels FROM {s}.wm_series WHERE org_id = %s AND name = %s"),
+                (self.org_id, name)).fetchall()
+            ids = [sid for sid, lab in series if labels_match(labels_from_text(lab), labels)]
+            if not ids:
+                return merge_rows([], [], [], [], [], start, end)
+            rows = conn.execute(self._q(
+                "SELECT count, sum, min, max, sketch FROM {s}.wm_buckets "
+                "WHERE org_id = %s AND series_id = ANY(%s) AND width = %s "
+                "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s)"),
+                (self.org_id, ids, float(width), float(start), float(end))).fetchall()
+            if not rows:
+                return merge_rows([], [], [], [], [], start, end)
+            count, total, lo, hi, sketches = zip(*rows)
+            return merge_rows(count, total, lo, hi, sketches, start, end)
+        return self._run(read)
+
+    def read_rollup(self, key: SeriesKey, period: str, start: float, end: float) -> Columns:
+        """Hourly or daily count/sum/min/max of one series over ``[start, end)``,
+        built from its ``rollup_width`` buckets (continuous aggregates on the
+        timescale layout, a GROUP BY on the plain one).  For percentiles over
+        a range use :meth:`read_merged`."""
+        if period not in ("hour", "day"):
+            raise ValueError(f"period must be 'hour' or 'day', got {period!r}")
+
+        def read(conn):
+            sid = self._lookup(conn, key)
+            rows = []
+            if sid is not None:
+                if self.layout == "timescale":
+                    view = "wm_rollup_hourly" if period == "hour" else "wm_rollup_daily"
+                    q = sql.SQL("SELECT extract(epoch FROM bucket)::float8, count, sum, min, max "
+                                "FROM {s}.{v} WHERE org_id = %s AND series_id = %s "
+                                "AND bucket >= to_timestamp(%s) AND bucket < to_timestamp(%s) "
+                                "ORDER BY bucket").format(s=self._s, v=sql.Identifier(view))
+                    args = (self.org_id, sid, float(start), float(end))
+                else:
+                    q = self._q(
+                        "SELECT extract(epoch FROM b)::float8, sum(count)::bigint, sum(sum), "
+                        "min(min), max(max) FROM (SELECT date_bin(%s::interval, bucket_start, "
+                        "'2000-01-01') AS b, count, sum, min, max FROM {s}.wm_buckets "
+                        "WHERE org_id = %s AND series_id = %s AND width = %s) r "
+                        "WHERE b >= to_timestamp(%s) AND b < to_timestamp(%s) "
+                        "GROUP BY b ORDER BY b")
+                    args = (f"1 {period}", self.org_id, sid, self.rollup_width, float(start),
+                            float(end))
+                rows = conn.execute(q, args).fetchall()
+            cols = list(zip(*rows)) if rows else [(), (), (), (), ()]
+            return Columns(start=np.array(cols[0], dtype=np.float64),
+                           count=np.array(cols[1], dtype=np.int64),
+                           sum=np.array(cols[2], dtype=np.float64),
+                           min=np.array(cols[3], dtype=np.float64),
+                           max=np.array(cols[4], dtype=np.float64))
+        return self._run(read)
+
+    def series_keys(self, name: str | None = None) -> list[SeriesKey]:
+        q = "SELECT name, labels, kind FROM {s}.wm_series WHERE org_id = %s"
+        args: tuple = (self.org_id,)
+        if name is not None:
+            q += " AND name = %s"
+            args += (name,)
+        rows = self._run(lambda c: c.execute(self._q(q + " ORDER BY series_id"), args)
+                         .fetchall())
+        return [SeriesKey(n, labels_from_text(lab), kind) for n, lab, kind in rows]
+
+    # -- alerts -------------------------------------------------------------------------
+    def write_alert_events(self, events: Iterable[AlertEvent]) -> int:
+        events = list(events)
+        for e in events:
+            e.check()
+        if not events:
+            return 0
+
+        def write(conn):
+            with conn.transaction(), conn.cursor() as cur:
+                cur.executemany(self._q(
+                    "INSERT INTO {s}.wm_alert_events VALUES "
+                    "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING"),
+                    [(self.org_id, *e.to_row()) for e in events], returning=False)
+                return cur.rowcount
+        return self._run(write)
+
+    def read_alert_events(self, start: float, end: float,
+                          rule: str | None = None) -> list[AlertEvent]:
+        q = ("SELECT alert_id, rule, status, severity, labels::text, annotations::text, value, "
+             "ts, wedding_id FROM {s}.wm_alert_events WHERE org_id = %s AND ts >= %s "
+             "AND ts < %s")
+        args: tuple = (self.org_id, float(start), float(end))
+        if rule is not None:
+            q += " AND rule = %s"
+            args += (rule,)
+        rows = self._run(lambda c: c.execute(self._q(q + " ORDER BY ts, alert_id, status"),
+                                             args).fetchall())
+        return [AlertEvent.from_row(r) for r in rows]
+
+    def write_rule_state(self, rule: str, state: dict, ts: float) -> None:
+        text = state_json(rule, state)
+        self._run(lambda c: c.execute(self._q(
+            "INSERT INTO {s}.wm_rule_state VALUES (%s, %s, %s::jsonb, %s) "
+            "ON CONFLICT (org_id, rule) DO UPDATE SET state = excluded.state, "
+            "updated_at = excluded.updated_at"), (self.org_id, rule, text, float(ts))))
+
+    def read_rule_state(self, rule: str) -> RuleState | None:
+        row = self._run(lambda c: c.execute(self._q(
+            "SELECT state::text, updated_at FROM {s}.wm_rule_state "
+            "WHERE org_id = %s AND rule = %s"), (self.org_id, rule)).fetchone())
+        return None if row is None else RuleState(rule, json.loads(row[0]), row[1])
+
+    def read_all_rule_states(self) -> dict[str, RuleState]:
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT rule, state::text, updated_at FROM {s}.wm_rule_state WHERE org_id = %s"),
+            (self.org_id,)).fetchall())
+        return {r: RuleState(r, json.loads(s), ts) for r, s, ts in rows}
+
+    # -- tenancy --------------------------------------------------------------------------
+    def grant_tenant_role(self, role: str) -> None:
+        """Let database role ``role`` read this org's rows through the
+        ``wm_tenant_*`` security_barrier views (and nothing else).
+
+        The role must exist; it gets ``USAGE`` on the schema and ``SELECT``
+        on the views only, never on the base tables.
+        """
+        check_text("role", role)
+
+        def grant(conn):
+            with conn.transaction():
+                conn.execute(self._q("INSERT INTO {s}.wm_org_roles VALUES (%s, %s) "
+                                     "ON CONFLICT DO NOTHING"), (role, self.org_id))
+                r = sql.Identifier(role)
+                conn.execute(sql.SQL("GRANT USAGE ON SCHEMA {s} TO {r}").format(s=self._s, r=r))
+                conn.execute(sql.SQL("GRANT SELECT ON {s}.wm_tenant_buckets, "
+                                     "{s}.wm_tenant_alert_events TO {r}").format(s=self._s, r=r))
+        self._run(grant)
+
+    # -- retention ------------------------------------------------------------------------
+    def apply_retention(self, now: float, retention: dict | None = None, *,
+                        all_orgs: bool = False) -> int:
+        """Remove rows with ``bucket_start < now - keep[width]``; returns rows removed.
+
+        By default only this org's rows are deleted.  ``all_orgs=True`` is
+        the operator's clean-up for the whole schema: on the plain layout it
+        first drops every partition that ends before the cutoff (no row by
+        row delete), then deletes what is left before the cutoff.
+        """
+        keep = parse_retention(retention) if retention is not None else self.retention
+
+        def apply(conn):
+            removed = 0
+            with conn.transaction():
+                for width, span in sorted(keep.items()):
+                    cutoff = float(now) - span
+                    if all_orgs and self.layout == "plain":
+                        removed += self._drop_partitions(conn, width, cutoff)
+                    q = ("DELETE FROM {s}.wm_buckets WHERE width = %s "
+                         "AND bucket_start < to_timestamp(%s)")
+                    args: tuple = (width, cutoff)
+                    if not all_orgs:
+                        q += " AND org_id = %s"
+                        args += (self.org_id,)
+                    removed += conn.execute(self._q(q), args).rowcount
+            return removed
+        return self._run(apply)
+
+    def _drop_partitions(self, conn, width: float, cutoff: float) -> int:
+        names = conn.execute(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+            "WHERE i.inhparent = %s::regclass", (f"{self.schema}.wm_buckets",)).fetchall()
+        span = _partition_span(width)
+        removed = 0
+        for (name,) in names:
+            m = _PART_NAME.match(name)
+            if not m or int(m.group(1)) != round(width * 1000):
+                continue
+            if (int(m.group(2)) + 1) * span <= cutoff:
+                ident = sql.SQL("{s}.{p}").format(s=self._s, p=sql.Identifier(name))
+                removed += conn.execute(sql.SQL("SELECT count(*) FROM {t}").format(t=ident)
+                                        ).fetchone()[0]
+                conn.execute(sql.SQL("DROP TABLE {t}").format(t=ident))
+                self._partitions.discard((int(m.group(1)), int(m.group(2))))
+        return removed
+
+    def set_retention_policy(self, retention: dict | None = None,
+                             schedule: str = "1 hour") -> int | None:
+        """Timescale layout: (re)register the per-resolution retention job that
+        deletes old rows of every org inside the database; returns its job id.
+        Plain layout: ``None`` (call :meth:`apply_retention` periodically)."""
+        if self.layout != "timescale":
+            return None
+        keep = parse_retention(retention) if retention is not None else self.retention
+        config = json.dumps({"keep": {repr(w): k for w, k in keep.items()}})
+        proc = f"{self.schema}.wm_retention"
+
+        def register(conn):
+            with conn.transaction():
+                for (job,) in conn.execute("SELECT job_id FROM timescaledb_information.jobs "
+                                           "WHERE proc_schema = %s AND proc_name = "
+                                           "'wm_retention'", (self.schema,)).fetchall():
+                    conn.execute("SELECT delete_job(%s)", (job,))
+                return conn.execute("SELECT add_job(%s::regproc, %s::interval, "
+                                    "config => %s::jsonb)", (proc, schedule, config)
+                                    ).fetchone()[0]
+        return self._run(register)
+
+    # -- introspection and lifecycle ----------------------------------------------------------
+    def row_count(self) -> int:
+        return self._run(lambda c: c.execute(self._q(
+            "SELECT count(*) FROM {s}.wm_buckets WHERE org_id = %s"), (self.org_id,)
+        ).fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> "TimescaleBackend":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (f"<TimescaleBackend schema={self.schema!r} layout={self.layout} "
+                f"org={self.org_id!r}>")
+
+
+_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_TRAILER = struct.pack(">h", -1)
+
+
+def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch) -> bytes:
+    """PostgreSQL binary COPY payload of ``batch`` (columns as in ``_COLUMNS``).
+
+    The fixed-width part of every row is built at once as a big-endian numpy
+    record array; only the variable-length sketch is joined per row.
+    Format: https://www.postgresql.org/docs/15/sql-copy.html (Binary Format).
+    """
+    n = len(batch)
+    dt = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("org", f"S{len(org)}"),
+                   ("l1", ">i4"), ("sid", ">i8"), ("l2", ">i4"), ("width", ">f8"),
+                   ("l3", ">i4"), ("ts", ">i8"), ("l4", ">i4"), ("count", ">i8"),
+                   ("l5", ">i4"), ("sum", ">f8"), ("l6", ">i4"), ("min", ">f8"),
+                   ("l7", ">i4"), ("max", ">f8"), ("l8", ">i4")])
+    rec = np.empty(n, dtype=dt)
+    rec["nf"] = 9
+    rec["l0"] = len(org)
+    rec["org"] = org
+    for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7"):
+        rec[name] = 8
+    rec["sid"] = series_ids
+    rec["width"] = batch.width
+    rec["ts"] = np.round((batch.start - _PG_EPOCH) * 1e6).astype(np.int64)
+    rec["count"] = batch.count
+    rec["sum"] = batch.sum
+    rec["min"] = batch.min
+    rec["max"] = batch.max
+    sketches = batch.sketch
+    rec["l8"] = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=n)
+    fixed = rec.tobytes()
+    size = dt.itemsize
+    parts = [_HEADER]
+    append = parts.append
+    for i in range(n):
+        append(fixed[i * size:(i + 1) * size])
+        append(sketches[i])
+    append(_TRAILER)
+    return b"".join(parts)
