@@ -471,3 +471,40 @@ def test_every_firing_alert_is_told_and_every_told_resolve_follows(events):
         elif told(aid, "firing", started):
             last_firing = max(n.at for n in sent if any(a.alert_id == aid and a.firing for a in n.alerts))
             assert told(aid, "resolved", last_firing), (aid, state[aid])
+
+
+def test_documented_wedding_day_example_behaves_as_described():
+    """The worked example of docs/_routing.md, step by step."""
+    import pathlib
+    import re
+
+    from wedmetrics.weddings import PriorityPolicy, Wedding, WeddingCalendar
+
+    doc = (pathlib.Path(__file__).parents[2] / "docs" / "_routing.md").read_text()
+    yaml_text = re.search(r"```yaml\n(.*?)```", doc, re.S).group(1)
+    calendar = WeddingCalendar([Wedding(id="w-1042", org_id="acme", date=dt.date(2026, 6, 13),
+                                        timezone="Europe/London", guest_count=220, venue="Kew Gardens",
+                                        start_time="14:00", end_time="01:00")])
+    policy = PriorityPolicy(calendar, wedding_day_hours_before=12, wedding_day_hours_after=6)
+    d = Dispatcher(RoutingConfig.from_yaml(yaml_text), priority=policy)
+    t = dt.datetime(2026, 6, 13, 12, 0, tzinfo=dt.timezone.utc).timestamp()   # 13:00 in London
+    labels = {"wedding_id": "w-1042"}
+    severity = policy.severity_for("warning", labels, t)
+    assert severity is Severity.CRITICAL                                            # step 1
+    slow = alert("slow", rule="SlowUploads", severity=severity, wedding_id="w-1042", starts_at=t)
+    info = alert("info", rule="Thumbs", severity=policy.severity_for("info", labels, t),
+                 wedding_id="w-1042", starts_at=t)
+    assert d.process([slow, info], t) == []
+    assert [(n.receiver, n.reason) for n in d.tick(t + 10)] == [("pager-sms", "initial")]       # steps 2-3
+    assert [(n.receiver, [a.alert_id for a in n.alerts]) for n in d.tick(t + 30)] == [
+        ("weddings-slack", ["slow"])]                                                          # step 5
+    assert d.stats()["inhibited"] >= 1
+    assert d.tick(t + 10 + 299) == []
+    assert sorted(n.receiver for n in d.tick(t + 10 + 300)) == ["lead-email", "secondary-sms"]  # step 4
+    assert [n.receiver for n in d.tick(t + 10 + 300 + 600)] == ["cto-phone"]
+    d.update(resolved(slow, t + 1000), t + 1000)
+    d.update(resolved(info, t + 1000), t + 1000)
+    done = [n for k in range(1, 4) for n in d.tick(t + 1000 + 300 * k)]
+    assert sorted(n.receiver for n in done if n.reason == "resolved") == [                     # step 6
+        "cto-phone", "lead-email", "pager-sms", "secondary-sms", "weddings-slack"]
+    assert d.groups() == []
