@@ -15,7 +15,8 @@ from hypothesis import given, settings, strategies as st
 from wedmetrics.alerting import detectors as det
 from wedmetrics.alerting.detectors import DetectorConfig
 
-_numba = pytest.importorskip("wedmetrics._kernels._numba") if det.HAVE_NUMBA else None
+if det.HAVE_NUMBA:        # installed numba must import: a broken kernel module fails loudly
+    from wedmetrics._kernels import _numba
 
 
 def _obvious_robust_z(history, value):
