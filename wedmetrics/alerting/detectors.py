@@ -189,7 +189,7 @@ class _RollingRobustZ:
         left = bisect_left(s, med) - 1
         right = left + 1
         lower = upper = 0.0
-        for rank in range(mid + 1):
+        for _ in range(mid + 1):
             if right >= k or (left >= 0 and med - s[left] <= s[right] - med):
                 dev = med - s[left]
                 left -= 1
