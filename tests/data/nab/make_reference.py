@@ -17,7 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from wedmetrics.alerting import nab, scoring
+REPO = Path(__file__).resolve().parents[3]
+if str(REPO) not in sys.path:           # runnable as a plain script from the repo root
+    sys.path.insert(0, str(REPO))
+
+from wedmetrics.alerting import nab, scoring  # noqa: E402
 
 # NAB's published thresholds for the standard profile (config/thresholds.json).
 THRESHOLDS = {"numenta": 0.5421876907348634, "windowedGaussian": 1.0}
