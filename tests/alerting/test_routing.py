@@ -508,3 +508,26 @@ def test_documented_wedding_day_example_behaves_as_described():
     assert sorted(n.receiver for n in done if n.reason == "resolved") == [                     # step 6
         "cto-phone", "lead-email", "pager-sms", "secondary-sms", "weddings-slack"]
     assert d.groups() == []
+
+
+_LABELSET = st.fixed_dictionaries({}, optional={"wedding_id": st.sampled_from(["w1", "w2"]),
+                                                "venue": st.sampled_from(["kew", "barn"])})
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["info", "warning", "critical", "page"]), _LABELSET,
+                          st.booleans()), min_size=1, max_size=12))
+def test_inhibition_index_agrees_with_checking_every_pair(specs):
+    rules = [{"source_matchers": ['severity=~"critical|page"'], "target_matchers": ['severity=~"warning|info"'],
+              "equal": ["wedding_id"]},
+             {"source_matchers": ["venue=kew"], "target_matchers": ['severity!="page"'], "equal": ["venue"]}]
+    d = Dispatcher({"route": {"receiver": "ops"}, "inhibit_rules": rules})
+    alerts = [alert(f"a{i}", severity=sev, status="firing" if firing else "resolved", **labels)
+              for i, (sev, labels, firing) in enumerate(specs)]
+    d.update(alerts, T0)
+    rule_objs = d.config.inhibit_rules
+    for target in alerts:
+        expected = sorted(src.alert_id for src in alerts
+                          if src.firing and src.alert_id != target.alert_id
+                          and any(r.inhibits(alert_labels(target), alert_labels(src)) for r in rule_objs))
+        assert d.muted_by(target, T0)["inhibited_by"] == expected

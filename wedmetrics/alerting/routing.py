@@ -392,6 +392,10 @@ class Dispatcher:
         self._policies = {p.name: p for p in config.escalation_policies}
         self._groups: dict[str, _Group] = {}
         self._firing: dict[str, Notification] = {}   # every firing alert: inhibition sources
+        # Per inhibit rule: values of its `equal` labels -> firing source alert ids.
+        # Rebuilt lazily after the firing set changes, so that each check is a
+        # dict lookup instead of a scan of every firing alert.
+        self._sources: Optional[list[dict[tuple, set]]] = None
         self._labels: dict[str, dict] = {}           # alert_id -> matcher labels
         self._stats: Counter = Counter()
         self._lock = threading.RLock()
@@ -524,6 +528,7 @@ class Dispatcher:
         else:
             self._firing.pop(fp, None)
         self._labels[fp] = labels
+        self._sources = None
         placed = False
         targets = [(node, node.group_labels(labels)) for node in self.root.match(labels)]
         keys = {_group_key(node.path, glabels) for node, glabels in targets}
@@ -558,13 +563,23 @@ class Dispatcher:
                 self._stats["resolved_unknown"] += 1
 
     def _inhibitors(self, fp: str, labels: Mapping[str, str]) -> list[str]:
-        hits = []
-        for src_fp, src in self._firing.items():
-            if src_fp == fp:
-                continue
-            src_labels = self._labels.get(src_fp) or alert_labels(src)
-            if any(rule.inhibits(labels, src_labels) for rule in self.config.inhibit_rules):
-                hits.append(src_fp)
+        """Ids of the firing alerts (other than ``fp``) that inhibit an alert with ``labels``."""
+        rules = self.config.inhibit_rules
+        if not rules:
+            return []
+        if self._sources is None:
+            self._sources = [{} for _ in rules]
+            for src_fp, src in self._firing.items():
+                src_labels = self._labels.get(src_fp) or alert_labels(src)
+                for rule, index in zip(rules, self._sources):
+                    if matches_all(rule.source_matchers, src_labels):
+                        key = tuple(src_labels.get(name, "") for name in rule.equal)
+                        index.setdefault(key, set()).add(src_fp)
+        hits: set = set()
+        for rule, index in zip(rules, self._sources):
+            if matches_all(rule.target_matchers, labels):
+                hits |= index.get(tuple(labels.get(name, "") for name in rule.equal), set())
+        hits.discard(fp)
         return sorted(hits)
 
     def _active_mutes(self, node: RouteNode, now: float) -> list[str]:
