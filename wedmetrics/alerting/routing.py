@@ -397,6 +397,7 @@ class Dispatcher:
         # dict lookup instead of a scan of every firing alert.
         self._sources: Optional[list[dict[tuple, set]]] = None
         self._labels: dict[str, dict] = {}           # alert_id -> matcher labels
+        self._member: dict[str, set] = {}            # alert_id -> keys of the groups holding it
         self._stats: Counter = Counter()
         self._lock = threading.RLock()
 
@@ -532,12 +533,13 @@ class Dispatcher:
         placed = False
         targets = [(node, node.group_labels(labels)) for node in self.root.match(labels)]
         keys = {_group_key(node.path, glabels) for node, glabels in targets}
-        for key, group in self._groups.items():
-            if fp in group.alerts and key not in keys:
-                # Same alert id, different labels (its severity was raised for a
-                # wedding day): it now belongs elsewhere.
-                del group.alerts[fp]
-                self._stats["regrouped"] += 1
+        member = self._member.setdefault(fp, set())
+        for key in member - keys:
+            # Same alert id, different labels (its severity was raised for a
+            # wedding day): it now belongs elsewhere.
+            del self._groups[key].alerts[fp]
+            member.discard(key)
+            self._stats["regrouped"] += 1
         for node, glabels in targets:
             key = _group_key(node.path, glabels)
             group = self._groups.get(key)
@@ -550,13 +552,16 @@ class Dispatcher:
             elif alert.status != FIRING and fp not in group.alerts:
                 continue
             group.alerts[fp] = alert
+            member.add(key)
             placed = True
             # Alertmanager: an alert that has waited group_wait already, arriving
             # before the group's first flush, makes the group flush at once.
             if not group.flushed and alert.starts_at + node.group_wait < now:
                 group.next_flush_at = now
-        if not placed:
+        if not member:
+            del self._member[fp]
             self._labels.pop(fp, None)
+        if not placed:
             if alert.status != FIRING:
                 # A resolve for an alert no group holds (never fired here, or its
                 # resolve was already sent): counted so the gap is visible.
@@ -628,12 +633,20 @@ class Dispatcher:
         # Sent (or muted) resolved alerts leave the group, unless they fired again meanwhile.
         for fp, alert in snapshot.items():
             if alert.status != FIRING and group.alerts.get(fp) is alert:
-                del group.alerts[fp]
-                if not any(fp in g.alerts for g in self._groups.values()):
-                    self._labels.pop(fp, None)
+                self._drop(fp, group)
         if not group.alerts:
             del self._groups[group.key]
         return out
+
+    def _drop(self, fp: str, group: _Group) -> None:
+        """Take an alert out of a group; forget it once no group holds it."""
+        del group.alerts[fp]
+        member = self._member.get(fp)
+        if member is not None:
+            member.discard(group.key)
+            if not member:
+                del self._member[fp]
+                self._labels.pop(fp, None)
 
     @staticmethod
     def _needs_update(sent: Optional[_Sent], firing: frozenset, resolved: frozenset,
