@@ -80,7 +80,7 @@ def test_pending_drops_back_when_the_condition_breaks(engine, alerts, clock):
     h.record(5.0)
     alerts.evaluate()
     assert only_state(alerts, "Slow") == "pending"
-    clock.advance(1)
+    clock.advance(2)              # the 1 s window covers its two overlapping buckets
     h.record(0.5)
     alerts.evaluate()
     assert only_state(alerts, "Slow") == "inactive"
@@ -105,12 +105,13 @@ def test_keep_firing_for_holds_a_cleared_alert(engine, alerts, clock):
         clock.advance(1)
         h.record(0.1)
         seen.append(alerts.evaluate().of("Slow")[0][1])
-    # cleared at T0+1; resolves once 20 s passed since it last held (T0)
-    assert seen[:19] == ["firing"] * 19
-    assert seen[19] == "resolved"
-    assert seen[20:] == ["inactive"] * 5
+    # the window (T0, T0+1] still overlaps T0's bucket: cleared from T0+2, and
+    # resolved once 20 s passed since it last held (T0+1)
+    assert seen[:20] == ["firing"] * 20
+    assert seen[20] == "resolved"
+    assert seen[21:] == ["inactive"] * 4
     (resolved,) = alerts.history(kind="resolved")
-    assert resolved.ts == T0 + 20
+    assert resolved.ts == T0 + 21
 
 
 def test_hysteresis_needs_the_recovery_threshold_to_resolve(engine, alerts, clock):
@@ -121,7 +122,7 @@ def test_hysteresis_needs_the_recovery_threshold_to_resolve(engine, alerts, cloc
     for v in (120, 80, 60, 90, 40, 80, 99, 101):
         h.set(v)
         seen.append(alerts.evaluate().of("Deep")[0][1])
-        clock.advance(1)
+        clock.advance(2)          # readings 2 s apart: each 1 s window sees one
     assert seen == ["firing", "firing", "firing", "firing", "resolved", "inactive", "inactive",
                     "firing"]
 
@@ -134,7 +135,7 @@ def test_below_threshold_rules_and_their_hysteresis(engine, alerts, clock):
     for v in (5, 15, 25, 15):
         h.set(v)
         seen.append(alerts.evaluate().of("Few")[0][1])
-        clock.advance(1)
+        clock.advance(2)
     assert seen == ["firing", "firing", "resolved", "inactive"]
 
 
@@ -246,6 +247,9 @@ def test_absence_fires_when_a_series_goes_quiet(engine, alerts, clock):
     clock.advance(29)
     alerts.evaluate()
     assert only_state(alerts, "Silent") == "inactive"
+    clock.advance(1)              # (T0, T0+30] still overlaps T0's bucket
+    alerts.evaluate()
+    assert only_state(alerts, "Silent") == "inactive"
     clock.advance(1)
     alerts.evaluate()
     assert only_state(alerts, "Silent") == "firing"
@@ -267,12 +271,14 @@ def test_rate_of_change_compares_with_the_previous_window(engine, alerts, clock)
             (_, state, value) = alerts.last_tick.of("Jump")[0]
             assert state == "inactive" and math.isnan(value)
         if i == 14:
-            alerts.evaluate()             # mean 1.5 against 1.0: +50 %, not more
+            # (T0+4, T0+14] covers buckets T0+4..T0+14: six 1.0s and five 2.0s,
+            # against the ten whole buckets before it (all 1.0)
+            alerts.evaluate()
             (_, state, value) = alerts.last_tick.of("Jump")[0]
-            assert state == "inactive" and value == pytest.approx(0.5)
+            assert state == "inactive" and value == pytest.approx(16 / 11 - 1)
     alerts.evaluate()
     (_, state, value) = alerts.last_tick.of("Jump")[0]
-    assert state == "firing" and value == pytest.approx(1.0)
+    assert state == "firing" and value == pytest.approx(21 / 11 - 1)
 
 
 def test_anomaly_rule_fires_on_a_spike_after_learning_a_baseline(engine, alerts, clock):
@@ -314,12 +320,12 @@ def test_composite_fires_while_all_or_any_components_fire(engine, alerts, clock)
     err.set(1)
     alerts.evaluate()
     assert (only_state(alerts, "Both"), only_state(alerts, "Either")) == ("inactive", "firing")
-    clock.advance(1)
+    clock.advance(2)
     lat.set(2.0)
     err.set(9)
     alerts.evaluate()
     assert only_state(alerts, "Both") == "firing"
-    clock.advance(1)
+    clock.advance(2)
     lat.set(0.1)
     err.set(0)
     alerts.evaluate()
@@ -339,7 +345,7 @@ def test_false_positive_feedback_moves_the_threshold_within_bounds(engine, alert
     (a,) = alerts.active()
     state = alerts.feedback(a.id, false_positive=True, by="ana", note="deploy noise")
     assert state == {"threshold": pytest.approx(1.1), "false_positives": 1, "confirmed": 0}
-    clock.advance(1)
+    clock.advance(2)
     h.set(1.05)
     alerts.evaluate()
     assert only_state(alerts, "Slow") == "resolved"     # 1.05 is under the moved threshold

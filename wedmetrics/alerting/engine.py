@@ -301,12 +301,14 @@ class AlertEngine:
         notifiers = list(notifiers)
         if delivery is not None and notifiers:
             raise ValueError("give notifiers or delivery, not both")
-        self._owns_delivery = delivery is None and bool(notifiers)
-        self.delivery = DeliveryQueue(notifiers, clock=engine.clock) if self._owns_delivery else delivery
-        channels = set(self.delivery.channels) if self.delivery is not None else set()
+        channels = {getattr(n, "name", None) for n in notifiers} if delivery is None \
+            else set(delivery.channels)
         self.routing = self._routing_config(RoutingConfig, routing, route, inhibit_rules,
                                             mute_intervals, escalation)
         self._check_receivers(channels)
+        # made last, so that a configuration error leaves no worker threads behind
+        self._owns_delivery = delivery is None and bool(notifiers)
+        self.delivery = DeliveryQueue(notifiers, clock=engine.clock) if self._owns_delivery else delivery
         self.dispatcher = Dispatcher(self.routing, priority=self.policy)
         self.storage = engine.storage if storage is ... else storage
         self.history_log = History(self.storage, history_limit)
@@ -320,6 +322,8 @@ class AlertEngine:
         self._by_target: dict[tuple, _Instance] = {}
         self._plan_key: Optional[tuple] = None
         self._composites: list[CompositeRule] = []
+        self._live: list[_Instance] = []
+        self._build_arrays()
         self._counts = {"ticks": 0, "errors": 0, "notifications": 0, "not_delivered": 0}
         self.last_tick: Optional[TickResult] = None
         self.last_error: Optional[BaseException] = None
@@ -553,12 +557,12 @@ class AlertEngine:
             else:
                 continue
             compared.append(inst)
-            q, v = slot(inst.sids, rule.window, 0.0, stat)
+            q, v = slot(inst.sids, rule.window, False, stat)
             rows.append(inst.row)
             qcur.append(q)
             cur.append(v)
             if isinstance(rule, RateOfChangeRule):
-                qp, vp = slot(inst.sids, rule.window, rule.window, stat)
+                qp, vp = slot(inst.sids, rule.window, True, stat)
                 change.append(_CHANGE[rule.change])
             else:
                 qp, vp = -1, -1
@@ -570,7 +574,7 @@ class AlertEngine:
             thr.append(t)
             rec.append(r)
             countlike.append(stat in _COUNTLIKE)
-        self._queries = list(queries)                      # [(sids, window, offset)]
+        self._queries = list(queries)                      # [(sids, window, previous?)]
         self._value_slots = [(q, stat, win) for (q, stat, win) in values]
         # slots grouped by query, so one WindowStats serves all its stats
         by_q: dict[int, list] = {}
@@ -638,8 +642,17 @@ class AlertEngine:
         n_slots = len(self._value_slots)
         slot_values = np.empty(n_slots)
         counts = np.empty(len(self._queries))
-        for q, (sids, win, offset) in enumerate(self._queries):
-            ws = window_of(list(sids), win, end=now - offset)
+        w0 = self.engine.resolutions[0][1]
+        top = math.floor(now / w0)
+        for q, (sids, win, previous) in enumerate(self._queries):
+            # Cover every finest bucket overlapping (now - win, now]: a point
+            # inside the window is never missed because of where a bucket
+            # boundary falls (at most one older bucket comes along).
+            first = math.floor((now - win) / w0)
+            if previous:   # the whole-bucket window just before the current one
+                ws = window_of(list(sids), math.ceil(win / w0 - 1e-9) * w0, end=(first - 0.5) * w0)
+            else:
+                ws = window_of(list(sids), (top - first + 1) * w0, end=now)
             counts[q] = ws.count
             for i, stat, w in self._slots_by_query[q]:
                 slot_values[i] = stat_value(ws, stat, w)
