@@ -258,6 +258,11 @@ class _SeriesRule(AlertRule):
     _parse_match = pydantic.field_validator("match", mode="before")(
         classmethod(lambda cls, v: _matchers(v)))
 
+    @pydantic.field_serializer("match")
+    def _match_text(self, v: tuple[Matcher, ...]) -> list[str]:
+        # the text form parses back: dumped rules load again
+        return [str(m) for m in v]
+
 
 class _Compared(_SeriesRule):
     """A statistic compared with a threshold, with optional hysteresis."""

@@ -28,7 +28,8 @@ TEMPLATE_ROOTS = ("labels", "value", "threshold", "rule", "metric", "stat", "win
                   "severity", "wedding")
 
 _PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}", re.S)
-_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
+# no segment may start with "_": dunder attributes are how template engines get escaped
+_PATH = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*\Z")
 # Python's format-spec mini language for numbers and strings, nothing else
 # (a spec cannot reach attributes: that needs the "{x.attr}" field syntax).
 _SPEC = re.compile(r"[<>=^]?[+\- ]?#?0?\d*[,_]?(?:\.\d+)?[bcdeEfFgGnosxX%]?\Z")
@@ -142,7 +143,8 @@ class Template:
             if not _SPEC.match(spec):
                 raise TemplateError(f"invalid format spec {spec!r} in {{{{{inner}}}}}")
         if not _PATH.match(body):
-            raise TemplateError(f"placeholder {{{{{inner}}}}} must be a dotted name like labels.route")
+            raise TemplateError(f"placeholder {{{{{inner}}}}} must be a dotted name like labels.route "
+                                f"(no segment may start with '_')")
         path = tuple(body.split("."))
         if path[0] not in TEMPLATE_ROOTS:
             raise TemplateError(
