@@ -57,8 +57,9 @@ def webhooks(server, *names):
 
 
 def notified(alerts, **kw):
-    return [(e.ts, e.receiver, e.reason, e.escalation_level, e.rule)
-            for e in alerts.history(kind="notified", **kw)]
+    return [(e.ts, e.annotations["receivers"], e.annotations["reason"],
+             int(e.annotations["escalation_level"]), e.rule)
+            for e in alerts.history(**kw) if e.status in ("notified", "escalated")]
 
 
 ONCALL = [{"name": "oncall", "levels": [{"receivers": ["primary"], "delay": "10m"},
@@ -112,8 +113,8 @@ def test_ack_stops_escalation(made, http_server):
     clock.advance(1800)                          # three delays later: nobody else paged
     alerts.evaluate()
     assert [n[2] for n in notified(alerts)] == ["initial"]
-    (ack,) = alerts.history(kind="acknowledged")
-    assert (ack.by, ack.ts, ack.fingerprint) == ("ana", TUESDAY + 60, a.id)
+    (ack,) = alerts.history(status="acknowledged")
+    assert (ack.annotations["by"], ack.ts, ack.alert_id) == ("ana", TUESDAY + 60, a.id)
     with pytest.raises(KeyError, match="no alert with id 'nope'"):
         alerts.ack("nope", by="ana")
     with pytest.raises(ValueError, match="by must name"):
@@ -136,7 +137,7 @@ def test_wedding_day_raises_severity_one_level(made, calendar, http_server):
         (a,) = alerts.active()
         assert (a.severity, a.wedding_id, a.annotations["summary"]) == (
             expected, "w1", f"Kew Gardens: {expected}")
-        assert alerts.history(kind="firing")[0].severity == expected
+        assert alerts.history(status="firing")[0].severity == expected
     bodies = [json.loads(r.body) for r in http_server.wait_for("/ops", 2)]
     assert sorted(b["alerts"][0]["severity"] for b in bodies) == ["critical", "warning"]
     assert {b["alerts"][0]["weddingId"] for b in bodies} == {"w1"}
@@ -175,7 +176,7 @@ def test_silence_keeps_matching_alerts_quiet(made, http_server):
     assert s.ends_at == TUESDAY + 7200
     alerts.add_rule(SLOW)
     alerts.evaluate()
-    told = [e.labels["route"] for e in alerts.history(kind="notified")]
+    told = [e.labels["route"] for e in alerts.history(status="notified")]
     assert told == ["/guests"]
     views = {a.labels["route"]: a for a in alerts.active()}
     assert views["/photos"].silenced_by == (s.id,) and views["/guests"].silenced_by == ()
@@ -193,7 +194,7 @@ def test_critical_wedding_alert_inhibits_its_warnings(made, calendar):
     alerts.add_rule(dict(SLOW, name="Down", severity="critical", match={"wedding_id": "w1"}))
     alerts.add_rule(dict(SLOW, name="Slowish", severity="warning"))
     alerts.evaluate()
-    told = sorted((e.rule, e.wedding_id) for e in alerts.history(kind="notified"))
+    told = sorted((e.rule, e.wedding_id) for e in alerts.history(status="notified"))
     # w1's warning is inhibited by w1's critical alert; w2's warning is not
     assert told == [("Down", "w1"), ("Slowish", "w2")]
     down = next(a for a in alerts.active() if a.rule == "Down")
@@ -226,9 +227,10 @@ def test_resolution_is_notified(made):
     clock.advance(2)
     h.set(0.1)
     alerts.evaluate()
-    assert [(r, e.note) for e in alerts.history(kind="notified") for r in [e.reason]] == [
-        ("initial", "firing"), ("resolved", "resolved")]
-    (resolved,) = alerts.history(kind="resolved")
+    assert [(e.annotations["reason"], e.annotations["alert_status"])
+            for e in alerts.history(status="notified")] == [("initial", "firing"),
+                                                            ("resolved", "resolved")]
+    (resolved,) = alerts.history(status="resolved")
     assert resolved.ts == TUESDAY + 2
 
 
@@ -273,8 +275,8 @@ def test_removing_a_firing_rule_resolves_its_alerts(made):
     alerts.evaluate()
     alerts.remove_rule("Slow")
     assert alerts.active() == []
-    (resolved,) = alerts.history(kind="resolved")
-    assert resolved.note == "rule removed"
+    (resolved,) = alerts.history(status="resolved")
+    assert resolved.annotations["reason"] == "rule removed"
     assert alerts.evaluate().rule.tolist() == []
 
 
@@ -367,3 +369,51 @@ def test_engine_to_webhook_end_to_end_on_the_wall_clock(http_server):
     assert (a["rule"], a["severity"], a["weddingId"], a["summary"]) == (
         "SlowPhotos", "critical", "w9", "/photos max is 0.9s")
     assert req.headers["x-wedmetrics-signature"].startswith("sha256=")
+
+
+# --------------------------------------------------------------------------- storage
+
+
+def test_history_and_learnt_thresholds_live_in_sqlite_across_restarts(made, tmp_path):
+    from wedmetrics.storage import SQLiteBackend
+
+    rule = dict(SLOW, window="1s", feedback={"step": 0.5, "max_threshold": 3.0})
+    clock = wm.ManualClock(TUESDAY)
+    engine = wm.MetricsEngine(clock=clock, storage=SQLiteBackend(tmp_path / "wm.db"))
+    made.append(engine)
+    h = engine.series("api.latency", kind="gauge")
+    with AlertEngine(engine, notifiers=[LogNotifier(name="ops")]) as alerts:
+        alerts.add_rule(rule)
+        h.set(3.0)
+        alerts.evaluate()
+        (a,) = alerts.active()
+        clock.advance(1)
+        alerts.feedback(a.id, false_positive=True, by="ana")
+        clock.advance(1)
+        h.set(0.1)
+        alerts.evaluate()
+    engine.close()
+
+    engine = wm.MetricsEngine(clock=wm.ManualClock(TUESDAY + 10),
+                              storage=SQLiteBackend(tmp_path / "wm.db"))
+    made.append(engine)
+    engine.series("api.latency", kind="gauge")
+    with AlertEngine(engine) as alerts:
+        alerts.add_rule(rule)
+        # storage orders events by (ts, alert_id, status)
+        assert [(e.ts, e.status) for e in alerts.history(rule="Slow")] == [
+            (TUESDAY, "firing"), (TUESDAY, "notified"), (TUESDAY + 1, "feedback"),
+            (TUESDAY + 2, "notified"), (TUESDAY + 2, "resolved")]
+        assert alerts.history(status="feedback")[0].annotations["by"] == "ana"
+        assert alerts.rule_state("Slow")["threshold"] == 1.5        # learnt, then restored
+        assert alerts.stats()["history"]["store_errors"] == 0
+    engine.close()
+    # a re-declared threshold starts learning over
+    engine = wm.MetricsEngine(clock=wm.ManualClock(TUESDAY + 20),
+                              storage=SQLiteBackend(tmp_path / "wm.db"))
+    made.append(engine)
+    engine.series("api.latency", kind="gauge")
+    with AlertEngine(engine) as alerts:
+        alerts.add_rule(dict(rule, threshold=2.0))
+        assert alerts.rule_state("Slow")["threshold"] == 2.0
+    engine.close()

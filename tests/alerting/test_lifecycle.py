@@ -69,8 +69,8 @@ def test_for_holds_pending_until_the_condition_has_held_long_enough(engine, aler
     h.record(5.0)
     tick(alerts, clock)          # 30 s after it started holding
     assert only_state(alerts, "Slow") == "firing"
-    assert [e.kind for e in alerts.history(rule="Slow")][:1] == ["firing"]
-    assert alerts.history(kind="firing")[0].ts == T0 + 30
+    assert [e.status for e in alerts.history(rule="Slow")][:1] == ["firing"]
+    assert alerts.history(status="firing")[0].ts == T0 + 30
 
 
 def test_pending_drops_back_when_the_condition_breaks(engine, alerts, clock):
@@ -110,7 +110,7 @@ def test_keep_firing_for_holds_a_cleared_alert(engine, alerts, clock):
     assert seen[:20] == ["firing"] * 20
     assert seen[20] == "resolved"
     assert seen[21:] == ["inactive"] * 4
-    (resolved,) = alerts.history(kind="resolved")
+    (resolved,) = alerts.history(status="resolved")
     assert resolved.ts == T0 + 21
 
 
@@ -303,7 +303,7 @@ def test_anomaly_rule_fires_on_a_spike_after_learning_a_baseline(engine, alerts,
         h.record(1.0 + rng.uniform(-0.05, 0.05))
         seen.append(alerts.evaluate().of("Odd")[0][1])
     assert "firing" in seen
-    assert alerts.history(kind="firing")[0].value > 6.0
+    assert alerts.history(status="firing")[0].value > 6.0
 
 
 def test_composite_fires_while_all_or_any_components_fire(engine, alerts, clock):
@@ -344,7 +344,8 @@ def test_false_positive_feedback_moves_the_threshold_within_bounds(engine, alert
     alerts.evaluate()
     (a,) = alerts.active()
     state = alerts.feedback(a.id, false_positive=True, by="ana", note="deploy noise")
-    assert state == {"threshold": pytest.approx(1.1), "false_positives": 1, "confirmed": 0}
+    assert state == {"threshold": pytest.approx(1.1), "declared_threshold": 1.0,
+                     "false_positives": 1, "confirmed": 0}
     clock.advance(2)
     h.set(1.05)
     alerts.evaluate()
@@ -354,9 +355,11 @@ def test_false_positive_feedback_moves_the_threshold_within_bounds(engine, alert
     assert alerts.feedback(a.id, false_positive=False)["confirmed"] == 1
     assert alerts.rule_state("Slow")["threshold"] == pytest.approx(1.25)
     assert rule.threshold == 1.0                          # the declared rule is unchanged
-    notes = [e.note for e in alerts.history(kind="feedback")]
-    assert notes[0].startswith("false positive; threshold 1.0 -> 1.1") and "deploy noise" in notes[0]
-    assert notes[-1] == "confirmed"
+    events = alerts.history(status="feedback")
+    first = events[0].annotations
+    assert (first["verdict"], first["threshold_before"], first["threshold_after"], first["by"],
+            first["note"]) == ("false_positive", "1.0", "1.1", "ana", "deploy noise")
+    assert events[-1].annotations["verdict"] == "confirmed"
 
 
 def test_feedback_lowers_below_thresholds_and_is_recorded_without_a_policy(engine, alerts, clock):
@@ -372,7 +375,7 @@ def test_feedback_lowers_below_thresholds_and_is_recorded_without_a_policy(engin
     assert alerts.feedback(ids["Few"], false_positive=True)["threshold"] == 7
     assert alerts.feedback(ids["Few"], false_positive=True)["threshold"] == 5
     assert alerts.feedback(ids["Plain"], false_positive=True) == {
-        "threshold": 10, "false_positives": 1, "confirmed": 0}
+        "threshold": 10, "declared_threshold": 10, "false_positives": 1, "confirmed": 0}
     with pytest.raises(KeyError, match="nope"):
         alerts.feedback("nope", false_positive=True)
 

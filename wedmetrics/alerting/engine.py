@@ -50,8 +50,9 @@ from .notification import Notification, Severity
 from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, RateOfChangeRule,
                     RuleError, ThresholdRule, stat_value)
 from .silences import Silence
+from wedmetrics.storage.base import AlertEvent
 
-__all__ = ["AlertEngine", "AlertEvent", "AlertView", "History", "ALL_RECEIVERS", "fingerprint"]
+__all__ = ["AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "fingerprint"]
 
 log = logging.getLogger("wedmetrics.alerting")
 
@@ -99,51 +100,6 @@ class _Instance:
 
 
 @dataclasses.dataclass(frozen=True)
-class AlertEvent:
-    """One thing that happened to an alert, as kept in the history.
-
-    Attributes
-    ----------
-    ts : float
-        When (epoch seconds, the evaluation time).
-    kind : str
-        ``firing``, ``resolved``, ``notified`` (one per alert and receiver
-        of a message handed to delivery; ``reason`` says why: initial,
-        update, repeat, resolved, escalation), ``acknowledged``,
-        ``silenced`` or ``feedback``.
-    rule, fingerprint : str
-        The rule and the alert id (for ``silenced``: the silence id).
-    labels : dict
-    severity : str
-    value : float or None
-    wedding_id, by, summary, note : str or None
-    """
-
-    ts: float
-    kind: str
-    rule: str
-    fingerprint: str
-    labels: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    severity: str = ""
-    value: Optional[float] = None
-    wedding_id: Optional[str] = None
-    by: Optional[str] = None
-    summary: str = ""
-    note: str = ""
-    receiver: Optional[str] = None
-    reason: Optional[str] = None
-    escalation_level: int = 0
-
-    def to_dict(self) -> dict:
-        """JSON-able form (non-finite values as None)."""
-        d = dataclasses.asdict(self)
-        d["labels"] = dict(self.labels)
-        if d["value"] is not None and not math.isfinite(d["value"]):
-            d["value"] = None
-        return d
-
-
-@dataclasses.dataclass(frozen=True)
 class AlertView:
     """A snapshot of one alert instance, as :meth:`AlertEngine.active` shows it."""
 
@@ -163,25 +119,28 @@ class AlertView:
 
 
 class History:
-    """Alert events and rule state: in memory, and in the storage backend when it has one.
+    """Alert events and rule state: in memory, and in the storage backend when there is one.
 
-    Events are kept in a bounded deque (oldest evicted first, counted).  A
-    backend with ``write_alert_events(events)`` / ``write_rule_state(name,
-    state, ts)`` gets every event as it happens; one with
-    ``read_alert_events(...)`` answers :meth:`query` (so history survives a
-    restart); a failed write is counted and logged, never raised into the
-    evaluation tick.
+    Events are :class:`~wedmetrics.storage.AlertEvent` records.  They are
+    kept in a bounded deque (oldest evicted first, counted) and buffered for
+    the backend, which gets them in one ``write_alert_events`` call per tick
+    (:meth:`flush`), after the tick's notifications were handed out.  A
+    failed write keeps the events buffered for the next flush (bounded by
+    ``limit``; overflow is counted as ``store_dropped``) and is logged, never
+    raised into the evaluation.  With a backend, :meth:`query` reads the
+    backend, so history survives a restart.
     """
 
     def __init__(self, storage=None, limit: int = 100_000) -> None:
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
             raise ValueError(f"history_limit must be an int >= 1, got {limit!r}")
         self.storage = storage
+        self.limit = limit
         self._events: collections.deque = collections.deque(maxlen=limit)
+        self._pending: list[AlertEvent] = []
         self._lock = threading.Lock()
-        self._counts = {"events": 0, "evicted": 0, "stored": 0, "store_errors": 0}
-        self._writes = storage is not None and callable(getattr(storage, "write_alert_events", None))
-        self._reads = storage is not None and callable(getattr(storage, "read_alert_events", None))
+        self._counts = {"events": 0, "evicted": 0, "stored": 0, "store_errors": 0,
+                        "store_dropped": 0}
 
     def add(self, event: AlertEvent) -> None:
         with self._lock:
@@ -189,42 +148,66 @@ class History:
                 self._counts["evicted"] += 1
             self._events.append(event)
             self._counts["events"] += 1
-        if self._writes:
-            try:
-                self.storage.write_alert_events([event])
-                self._counts["stored"] += 1
-            except Exception:
-                self._counts["store_errors"] += 1
-                log.exception("writing an alert event to storage failed")
+            if self.storage is not None:
+                self._pending.append(event)
 
-    def rule_state(self, name: str, state: dict, ts: float) -> None:
-        write = getattr(self.storage, "write_rule_state", None) if self.storage is not None else None
-        if callable(write):
-            try:
-                write(name, state, ts)
-            except Exception:
-                self._counts["store_errors"] += 1
-                log.exception("writing rule state to storage failed")
-
-    def query(self, *, rule=None, fingerprint=None, kind=None, since=None, until=None,
-              limit=None) -> list[AlertEvent]:
-        if self._reads:
-            return list(self.storage.read_alert_events(rule=rule, fingerprint=fingerprint, kind=kind,
-                                                       since=since, until=until, limit=limit))
+    def flush(self) -> None:
+        """Write buffered events to the backend (one call)."""
         with self._lock:
-            events = list(self._events)
+            batch, self._pending = self._pending, []
+        if not batch:
+            return
+        try:
+            self.storage.write_alert_events(batch)
+            self._counts["stored"] += len(batch)
+        except Exception:
+            log.exception("writing %d alert events to storage failed; kept for the next tick",
+                          len(batch))
+            with self._lock:
+                self._counts["store_errors"] += 1
+                self._pending[:0] = batch
+                over = len(self._pending) - self.limit
+                if over > 0:
+                    del self._pending[:over]
+                    self._counts["store_dropped"] += over
+
+    def write_state(self, name: str, state: dict, ts: float) -> None:
+        if self.storage is None:
+            return
+        try:
+            self.storage.write_rule_state(name, state, ts)
+        except Exception:
+            self._counts["store_errors"] += 1
+            log.exception("writing the state of rule %r to storage failed", name)
+
+    def read_state(self, name: str) -> Optional[dict]:
+        if self.storage is None:
+            return None
+        stored = self.storage.read_rule_state(name)
+        return None if stored is None else dict(stored.state)
+
+    def query(self, *, rule=None, alert_id=None, status=None, since=None, until=None,
+              limit=None) -> list[AlertEvent]:
+        if self.storage is not None:
+            self.flush()
+            events = self.storage.read_alert_events(-1e300 if since is None else since,
+                                                    1e300 if until is None else until, rule)
+        else:
+            with self._lock:
+                events = list(self._events)
         out = [e for e in events
-               if (rule is None or e.rule == rule) and (fingerprint is None or e.fingerprint == fingerprint)
-               and (kind is None or e.kind == kind) and (since is None or e.ts >= since)
+               if (rule is None or e.rule == rule) and (alert_id is None or e.alert_id == alert_id)
+               and (status is None or e.status == status) and (since is None or e.ts >= since)
                and (until is None or e.ts < until)]
         return out[-limit:] if limit else out
 
     def stats(self) -> dict:
         with self._lock:
-            return dict(self._counts, kept=len(self._events))
+            return dict(self._counts, kept=len(self._events), unstored=len(self._pending))
 
     def close(self) -> None:
-        """Nothing is buffered: events are written as they happen."""
+        if self.storage is not None:
+            self.flush()
 
 
 class AlertEngine:
@@ -406,12 +389,23 @@ class AlertEngine:
             else:
                 self._check_composite(rule)
             self._rules[rule.name] = rule
-            state = self._rule_state.setdefault(rule.name, {"false_positives": 0, "confirmed": 0})
-            if hasattr(rule, "threshold"):
-                state.setdefault("threshold", float(rule.threshold))
+            self._rule_state[rule.name] = self._initial_state(rule)
             self._plan_key = None
             self._composites = self._composite_order()
         return rule
+
+    def _initial_state(self, rule: AlertRule) -> dict:
+        """Fresh rule state, or the stored one when it was learnt for the same declared threshold."""
+        state = {"false_positives": 0, "confirmed": 0}
+        if hasattr(rule, "threshold"):
+            state["threshold"] = state["declared_threshold"] = float(rule.threshold)
+        stored = self.history_log.read_state(rule.name)
+        if stored and stored.get("declared_threshold") == state.get("declared_threshold"):
+            # feedback survives restarts; a re-declared threshold starts over
+            for key in ("threshold", "false_positives", "confirmed"):
+                if key in stored and key in state:
+                    state[key] = stored[key]
+        return state
 
     def add_rules(self, rules: Iterable) -> list[AlertRule]:
         """Add several rules (composites may refer to rules later in the list)."""
@@ -474,7 +468,8 @@ class AlertEngine:
             return list(self._rules.values())
 
     def rule_state(self, name: str) -> dict:
-        """Adaptive state of one rule: current ``threshold``, ``false_positives``, ``confirmed``."""
+        """Adaptive state of one rule: current ``threshold`` (and the ``declared_threshold``),
+        ``false_positives`` and ``confirmed`` feedback counts."""
         with self._lock:
             if name not in self._rule_state:
                 raise KeyError(f"no rule named {name!r}")
@@ -630,6 +625,7 @@ class AlertEngine:
                 self._eval_composite(inst, now, values, codes)
             messages = self._transitions(before, codes, values, now)
             self._dispatch(messages, now)
+            self.history_log.flush()     # after the notifications went out
             rows = self._live_rows
             result = TickResult(now, self._names, self._fps, codes[rows], values[rows])
             self.last_tick = result
@@ -766,23 +762,31 @@ class AlertEngine:
         started = float(self._table.fired_at[inst.row])
         inst.episode = {"severity": severity, "labels": labels, "annotations": annotations,
                         "started_at": started, "acked_by": None, "acked_at": None}
-        self.history_log.add(AlertEvent(
-            ts=now, kind="firing", rule=rule.name, fingerprint=inst.fp, labels=labels,
-            severity=severity.label, value=inst.value, wedding_id=inst.wedding_id,
-            summary=annotations.get("summary", "")))
+        self._record("firing", now, inst, extra=annotations)
         return self._notification(inst, STATUS_FIRING, None)
 
     def _resolve(self, inst: _Instance, now: float, reason: str = "") -> Notification:
         ep = inst.episode or {"severity": inst.rule.severity, "labels": dict(inst.labels),
                               "annotations": {}, "started_at": now}
         inst.episode = ep
-        self.history_log.add(AlertEvent(
-            ts=now, kind="resolved", rule=inst.rule.name, fingerprint=inst.fp, labels=ep["labels"],
-            severity=ep["severity"].label, value=inst.value, wedding_id=inst.wedding_id,
-            note=reason))
+        self._record("resolved", now, inst, reason=reason)
         n = self._notification(inst, STATUS_RESOLVED, max(now, ep["started_at"]))
         inst.episode = None
         return n
+
+    def _record(self, status: str, now: float, inst: _Instance, extra: Optional[dict] = None,
+                **notes) -> None:
+        """Add one event about ``inst`` to the history (``notes`` go in its annotations)."""
+        ep = inst.episode or {}
+        annotations = dict(extra or {})
+        annotations.update({k: v if isinstance(v, str) else repr(v)
+                            for k, v in notes.items() if v is not None and v != ""})
+        severity = ep.get("severity", inst.rule.severity)
+        self.history_log.add(AlertEvent(
+            alert_id=inst.fp, rule=inst.rule.name, status=status,
+            severity=Severity.parse(severity).label, ts=now,
+            labels=dict(ep.get("labels", inst.labels)), annotations=annotations,
+            value=inst.value if math.isfinite(inst.value) else None, wedding_id=inst.wedding_id))
 
     def _notification(self, inst: _Instance, status: str, ends_at) -> Notification:
         ep = inst.episode
@@ -796,6 +800,7 @@ class AlertEngine:
 
     def _dispatch(self, messages: list[Notification], now: float) -> None:
         routed = self.dispatcher.process(messages, now)
+        told: dict[tuple, list] = {}
         for rn in routed:
             if self.delivery is None:
                 # no channel at all: counted, so a silent configuration is visible
@@ -804,13 +809,19 @@ class AlertEngine:
             channels = None if rn.receiver == ALL_RECEIVERS else [rn.receiver]
             self.delivery.submit(rn.group, channels)
             self._counts["notifications"] += 1
-            # who was told what, when: the audit trail of paging (and what tests check)
             for a in rn.alerts:
-                self.history_log.add(AlertEvent(
-                    ts=now, kind="notified", rule=a.rule, fingerprint=a.alert_id,
-                    labels=dict(a.labels), severity=a.severity.label, value=a.value,
-                    wedding_id=a.wedding_id, receiver=rn.receiver, reason=rn.reason,
-                    escalation_level=rn.escalation_level, note=a.status))
+                status = "escalated" if rn.reason == "escalation" else "notified"
+                told.setdefault((a.alert_id, status), [a, rn]).append(rn.receiver)
+        # who was told what, when: the audit trail of paging, one event per
+        # alert and tick (storage keys events by alert, status and time)
+        for (alert_id, status), (a, rn, *receivers) in told.items():
+            self.history_log.add(AlertEvent(
+                alert_id=alert_id, rule=a.rule, status=status, severity=a.severity.label, ts=now,
+                labels=dict(a.labels),
+                annotations={"receivers": ",".join(receivers), "reason": rn.reason,
+                             "escalation_level": str(rn.escalation_level), "alert_status": a.status},
+                value=a.value if a.value is not None and math.isfinite(a.value) else None,
+                wedding_id=a.wedding_id))
 
     # -- people ---------------------------------------------------------------
 
@@ -839,10 +850,8 @@ class AlertEngine:
             inst = self._firing_instance(alert_id)
             inst.episode["acked_by"], inst.episode["acked_at"] = by, now
             self.dispatcher.acknowledge_alert(alert_id, now, by)
-            self.history_log.add(AlertEvent(
-                ts=now, kind="acknowledged", rule=inst.rule.name, fingerprint=inst.fp,
-                labels=inst.episode["labels"], severity=inst.episode["severity"].label,
-                value=inst.value, wedding_id=inst.wedding_id, by=by))
+            self._record("acknowledged", now, inst, by=by)
+            self.history_log.flush()
             return self._view(inst, now)
 
     def silence(self, matchers, until, *, by: str = "api", comment: str = "",
@@ -855,9 +864,10 @@ class AlertEngine:
             s = self.dispatcher.add_silence(Silence(matchers=parse_matchers(matchers), starts_at=now,
                                                     ends_at=end, created_by=by, comment=comment))
             self.history_log.add(AlertEvent(
-                ts=now, kind="silenced", rule="", fingerprint=s.id,
-                labels={m.name: f"{m.op}{m.value}" for m in s.matchers}, by=by,
-                note=f"until {end!r}: {comment}"))
+                alert_id=s.id, rule="", status="silenced", severity="", ts=now, labels={},
+                annotations={"matchers": ", ".join(str(m) for m in s.matchers), "by": by,
+                             "until": repr(float(end)), "comment": comment}))
+            self.history_log.flush()
             return s
 
     def feedback(self, alert_id: str, *, false_positive: bool, by: str = "", note: str = "",
@@ -889,12 +899,11 @@ class AlertEngine:
                     self._plan_key = None    # thresholds live in the plan's arrays
             else:
                 state["confirmed"] += 1
-            self.history_log.add(AlertEvent(
-                ts=now, kind="feedback", rule=rule.name, fingerprint=inst.fp,
-                labels=dict(inst.labels), by=by, value=inst.value, wedding_id=inst.wedding_id,
-                note=(f"false positive; threshold {old!r} -> {state.get('threshold')!r}"
-                      if false_positive else "confirmed") + (f": {note}" if note else "")))
-            self.history_log.rule_state(rule.name, dict(state), now)
+            self._record("feedback", now, inst, by=by, note=note,
+                         verdict="false_positive" if false_positive else "confirmed",
+                         threshold_before=old, threshold_after=state.get("threshold"))
+            self.history_log.write_state(rule.name, dict(state), now)
+            self.history_log.flush()
             return dict(state)
 
     # -- inspection -----------------------------------------------------------
@@ -925,11 +934,20 @@ class AlertEngine:
         return sorted(out, key=lambda a: (a.rule, a.id))
 
     def history(self, *, rule: str | None = None, alert_id: str | None = None,
-                kind: str | None = None, since: float | None = None,
+                status: str | None = None, since: float | None = None,
                 until: float | None = None, limit: int | None = None) -> list[AlertEvent]:
-        """Alert events (firing, resolved, notified, acknowledged, silenced, feedback), oldest first."""
-        return self.history_log.query(rule=rule, fingerprint=alert_id, kind=kind, since=since,
-                                      until=until, limit=limit)
+        """Alert events, oldest first, from storage when configured.
+
+        Each is a :class:`~wedmetrics.storage.AlertEvent` whose ``status`` is
+        ``firing``, ``resolved``, ``notified`` / ``escalated`` (annotations:
+        ``receivers``, ``reason``, ``escalation_level``), ``acknowledged``
+        (``by``), ``silenced`` (the silence id as ``alert_id``; ``matchers``,
+        ``until``, ``by``, ``comment``) or ``feedback`` (``verdict``,
+        ``threshold_before``, ``threshold_after``, ``by``, ``note``).
+        """
+        with self._lock:
+            return self.history_log.query(rule=rule, alert_id=alert_id, status=status,
+                                          since=since, until=until, limit=limit)
 
     def stats(self) -> dict:
         """Ticks, errors, instances per state, notifications handed out, history and dispatcher counters."""
