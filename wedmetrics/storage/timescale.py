@@ -382,7 +382,8 @@ class TimescaleBackend:
                 "FROM {s}.wm_buckets WHERE org_id = %s AND series_id = %s AND width = %s "
                 "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s) "
                 "ORDER BY bucket_start"),
-                (self.org_id, sid, float(width), float(start), float(end))).fetchall()
+                (self.org_id, sid, float(width), float(start), float(end)),
+                binary=True).fetchall()
             return batch_from_rows(key, sid, float(width), rows)
         return self._run(read)
 
@@ -399,7 +400,8 @@ class TimescaleBackend:
                 "SELECT count, sum, min, max, sketch FROM {s}.wm_buckets "
                 "WHERE org_id = %s AND series_id = ANY(%s) AND width = %s "
                 "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s)"),
-                (self.org_id, ids, float(width), float(start), float(end))).fetchall()
+                (self.org_id, ids, float(width), float(start), float(end)),
+                binary=True).fetchall()
             if not rows:
                 return merge_rows([], [], [], [], [], start, end)
             count, total, lo, hi, sketches = zip(*rows)
