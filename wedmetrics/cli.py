@@ -1,0 +1,45 @@
+"""Command line: ``python -m wedmetrics demo | backtest``."""
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import time
+
+__all__ = ["main"]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wedmetrics",
+                                     description="wedmetrics: embeddable real-time metrics")
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="simulated wedding-platform traffic through the whole "
+                                       "pipeline into a SQLite file")
+    demo.add_argument("--duration", type=float, default=30.0, help="wall seconds (default 30)")
+    demo.add_argument("--weddings", type=int, default=6, help="weddings in the calendar")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--speed", type=float, default=120.0,
+                      help="simulated seconds per wall second (default 120: 30 s shows an hour)")
+    demo.add_argument("--rate-scale", type=float, default=20.0,
+                      help="multiplies every simulated event rate (load)")
+    demo.add_argument("--db", default="wedmetrics-demo.db", help="SQLite file to write")
+    demo.add_argument("--quiet", action="store_true", help="no live view, only the summary")
+    sub.add_parser("backtest", help="backtest alert rules on timestamp,value CSV data",
+                   add_help=False)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "backtest":
+        from .alerting.backtest_cli import main as backtest_main
+
+        return backtest_main(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    from .demo import run_demo
+
+    return run_demo(duration=args.duration, weddings=args.weddings, seed=args.seed,
+                    speed=args.speed, rate_scale=args.rate_scale, db=args.db, quiet=args.quiet,
+                    out=sys.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
