@@ -48,7 +48,7 @@ from .notification import FIRING as STATUS_FIRING
 from .notification import RESOLVED as STATUS_RESOLVED
 from .notification import Notification, Severity
 from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, RateOfChangeRule,
-                    RuleError, ThresholdRule, stat_value)
+                    RuleError, ThresholdRule)
 from .silences import Silence
 from wedmetrics.storage.base import AlertEvent
 
@@ -61,6 +61,7 @@ ALL_RECEIVERS = "all"
 _OPS = {">": 0, ">=": 1, "<": 2, "<=": 3}
 _CHANGE = {None: 0, "relative": 1, "absolute": 2, "per_second": 3}
 _COUNTLIKE = ("count", "sum", "rate")     # an empty window has a value for these: 0
+_PLAIN_CODES = {"count": 0, "sum": 1, "min": 2, "max": 3, "mean": 4, "rate": 5}
 
 
 def fingerprint(rule: str, labels: Mapping[str, str]) -> str:
@@ -391,7 +392,9 @@ class AlertEngine:
             self._rules[rule.name] = rule
             self._rule_state[rule.name] = self._initial_state(rule)
             self._plan_key = None
-            self._composites = self._composite_order()
+            if isinstance(rule, CompositeRule):
+                # added only after everything it names: the list is in dependency order
+                self._composites.append(rule)
         return rule
 
     def _initial_state(self, rule: AlertRule) -> dict:
@@ -432,10 +435,6 @@ class AlertEngine:
                 raise RuleError(f"rule {rule.name!r}: rules: unknown rule {name!r} "
                                 f"(add the rules it combines first)")
 
-    def _composite_order(self) -> list[CompositeRule]:
-        # rules are added only after everything they name: insertion order is topological
-        return [r for r in self._rules.values() if isinstance(r, CompositeRule)]
-
     def remove_rule(self, name: str) -> AlertRule:
         """Remove a rule; its firing alerts resolve now.
 
@@ -458,7 +457,8 @@ class AlertEngine:
                     self._table.state[inst.row] = INACTIVE
             rule = self._rules.pop(name)
             self._plan_key = None
-            self._composites = self._composite_order()
+            if isinstance(rule, CompositeRule):
+                self._composites.remove(rule)
             self._dispatch(out, now)
             return rule
 
@@ -482,9 +482,31 @@ class AlertEngine:
 
     # -- planning -------------------------------------------------------------
 
-    def _targets(self, rule) -> list[tuple[dict, tuple]]:
-        handles = [h for h in self.engine.series_list(rule.metric)
-                   if matches_all(rule.match, h.labels)]
+    def _targets(self, rule, index: dict) -> list[tuple[dict, tuple]]:
+        """``(labels, series ids)`` of each instance of ``rule``.
+
+        ``index`` caches, per metric, its handles and a map from each label
+        pair to the handles carrying it, so 10,000 rules pinned by equality
+        matchers do not each scan every series of their metric.
+        """
+        entry = index.get(rule.metric)
+        if entry is None:
+            handles = self.engine.series_list(rule.metric)
+            pairs: dict[tuple, list] = {}
+            for h in handles:
+                for pair in h.labels.items():
+                    pairs.setdefault(pair, []).append(h)
+            entry = index[rule.metric] = (handles, pairs)
+        handles, pairs = entry
+        equal = [m for m in rule.match if m.op == "="]
+        if equal:
+            # the rarest equality pair narrows the candidates; the rest are checked
+            candidates = min((pairs.get((m.name, m.value), []) for m in equal), key=len)
+            if any(m.value == "" for m in equal):   # "" also matches a missing label
+                candidates = handles
+        else:
+            candidates = handles
+        handles = [h for h in candidates if matches_all(rule.match, h.labels)]
         if rule.per_series:
             return [(dict(h.labels), (h.id,)) for h in handles]
         if not handles:
@@ -497,8 +519,9 @@ class AlertEngine:
         key = (len(self.engine.series_list()), len(self.calendar) if self.calendar is not None else 0)
         if key == self._plan_key:
             return
+        index: dict = {}
         for rule in self._rules.values():
-            targets = self._targets(rule) if rule.reads_metric else [({}, ())]
+            targets = self._targets(rule, index) if rule.reads_metric else [({}, ())]
             for labels, sids in targets:
                 # a merged instance keeps its identity while it gains series
                 tkey = (rule.name, sids) if rule.reads_metric and rule.per_series else (rule.name,)
@@ -570,12 +593,26 @@ class AlertEngine:
             rec.append(r)
             countlike.append(stat in _COUNTLIKE)
         self._queries = list(queries)                      # [(sids, window, previous?)]
-        self._value_slots = [(q, stat, win) for (q, stat, win) in values]
-        # slots grouped by query, so one WindowStats serves all its stats
-        by_q: dict[int, list] = {}
-        for i, (q, stat, win) in enumerate(self._value_slots):
-            by_q.setdefault(q, []).append((i, stat, win))
-        self._slots_by_query = [by_q.get(q, []) for q in range(len(self._queries))]
+        exact = getattr(self.engine.aggregation, "_exact_ids", ())
+        self._query_exact = [bool(exact) and any(i in exact for i in sids)
+                             for sids, _, _ in self._queries]
+        # Percentile slots are read per query from its merged sketch; the plain
+        # statistics of every slot come from per-query columns in one numpy pass.
+        quant: dict[int, list] = {}
+        plain_slot, plain_query, plain_code, plain_window = [], [], [], []
+        for i, (q, stat, win) in enumerate(values):
+            if stat in _PLAIN_CODES:
+                plain_slot.append(i)
+                plain_query.append(q)
+                plain_code.append(_PLAIN_CODES[stat])
+                plain_window.append(win)
+            else:
+                quant.setdefault(q, []).append((i, float(stat[1:]) / 100.0))
+        self._n_slots = len(values)
+        self._quantiles = [(tuple(i for i, _ in quant[q]), tuple(x for _, x in quant[q]))
+                           if q in quant else None for q in range(len(self._queries))]
+        self._plain = (np.array(plain_slot, dtype=np.int64), np.array(plain_query, dtype=np.int64),
+                       np.array(plain_code, dtype=np.int8), np.array(plain_window, dtype=np.float64))
         self._compared = compared
         self._c = {
             "rows": np.array(rows, dtype=np.int64), "cur": np.array(cur, dtype=np.int64),
@@ -632,12 +669,18 @@ class AlertEngine:
             self._counts["ticks"] += 1
             return result
 
-    def _eval_compared(self, now: float, values: np.ndarray, codes: np.ndarray) -> None:
-        c = self._c
-        window_of = self.engine.aggregation.window
-        n_slots = len(self._value_slots)
-        slot_values = np.empty(n_slots)
-        counts = np.empty(len(self._queries))
+    def _read_windows(self, now: float) -> tuple:
+        """One merged window per planned query: per-query count/sum/min/max
+        columns and every slot's value."""
+        agg = self.engine.aggregation
+        n = len(self._queries)
+        counts, sums = np.zeros(n), np.zeros(n)
+        mins, maxs = np.full(n, np.nan), np.full(n, np.nan)
+        slot_values = np.full(self._n_slots, np.nan)
+        # Fast path: the core's merge, skipping the per-call target resolution
+        # of AggregationEngine.window (the same buckets, see _window_bounds).
+        core = getattr(agg, "_core", None)
+        held = getattr(agg, "_held_start", None)
         w0 = self.engine.resolutions[0][1]
         top = math.floor(now / w0)
         for q, (sids, win, previous) in enumerate(self._queries):
@@ -646,12 +689,31 @@ class AlertEngine:
             # boundary falls (at most one older bucket comes along).
             first = math.floor((now - win) / w0)
             if previous:   # the whole-bucket window just before the current one
-                ws = window_of(list(sids), math.ceil(win / w0 - 1e-9) * w0, end=(first - 0.5) * w0)
+                lo, hi, end = first - math.ceil(win / w0 - 1e-9), first, (first - 0.5) * w0
             else:
-                ws = window_of(list(sids), (top - first + 1) * w0, end=now)
-            counts[q] = ws.count
-            for i, stat, w in self._slots_by_query[q]:
-                slot_values[i] = stat_value(ws, stat, w)
+                lo, hi, end = first, top + 1, now
+            if core is not None and held is not None and not self._query_exact[q]:
+                count, total, lo_v, hi_v, sketch = core.window(sids, held(lo, end), hi)
+            else:
+                sketch = agg.window(list(sids), (hi - lo) * w0, end=end)
+                count, total, lo_v, hi_v = sketch.count, sketch.sum, sketch.min, sketch.max
+            if count:
+                counts[q], sums[q], mins[q], maxs[q] = count, total, lo_v, hi_v
+                wanted = self._quantiles[q]
+                if wanted is not None:
+                    slots, qs = wanted
+                    slot_values[list(slots)] = [sketch.quantile(x) for x in qs]
+        slot, query, code, win = self._plain
+        if len(slot):
+            with np.errstate(divide="ignore", invalid="ignore"):
+                columns = np.stack([counts[query], sums[query], mins[query], maxs[query],
+                                    sums[query] / counts[query], sums[query] / win])
+            slot_values[slot] = columns[code, np.arange(len(slot))]
+        return counts, slot_values
+
+    def _eval_compared(self, now: float, values: np.ndarray, codes: np.ndarray) -> None:
+        c = self._c
+        counts, slot_values = self._read_windows(now)
         cur = slot_values[c["cur"]]
         has_data = c["countlike"] | (counts[c["qcur"]] > 0)
         value = cur
