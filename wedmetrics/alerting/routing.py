@@ -48,7 +48,7 @@ from wedmetrics.clock import parse_duration
 
 from .escalation import Escalation, EscalationPolicy
 from .matchers import Matcher, matches_all, parse_matchers
-from .notification import FIRING, Notification, NotificationGroup
+from .notification import FIRING, RESOLVED, Notification, NotificationGroup
 from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence, SilenceStore
 
 __all__ = [
@@ -534,12 +534,20 @@ class Dispatcher:
         targets = [(node, node.group_labels(labels)) for node in self.root.match(labels)]
         keys = {_group_key(node.path, glabels) for node, glabels in targets}
         member = self._member.setdefault(fp, set())
-        for key in member - keys:
+        if member and not member <= keys:
             # Same alert id, different labels (its severity was raised for a
-            # wedding day): it now belongs elsewhere.
-            del self._groups[key].alerts[fp]
-            member.discard(key)
+            # wedding day): it now belongs to other groups too.
             self._stats["regrouped"] += 1
+        for key in member - keys:
+            old_group = self._groups[key]
+            if old_group.sent is not None and fp in old_group.sent.firing:
+                # Receivers told that it fires keep following it until it really
+                # resolves: a "resolved" for the old label set (what Alertmanager
+                # would send) could close an incident that is still open.
+                old_group.alerts[fp] = alert
+            else:
+                del old_group.alerts[fp]
+                member.discard(key)
         for node, glabels in targets:
             key = _group_key(node.path, glabels)
             group = self._groups.get(key)
@@ -595,7 +603,8 @@ class Dispatcher:
         keep = []
         for fp in sorted(group.alerts):
             alert = group.alerts[fp]
-            labels = self._labels.get(fp) or alert_labels(alert)
+            # From the alert itself: a regrouped alert's old version has other labels.
+            labels = alert_labels(alert)
             if self.silences.silenced_by(labels, now):
                 self._stats["silenced"] += 1
             elif self._inhibitors(fp, labels):
