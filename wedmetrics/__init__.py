@@ -29,6 +29,29 @@ _LAZY = {
     "SQLiteBackend": "wedmetrics.storage",
     "TimescaleBackend": "wedmetrics.storage",
     "StorageBackend": "wedmetrics.storage",
+    "AlertEngine": "wedmetrics.alerting",
+    "AlertRule": "wedmetrics.alerting",
+    "load_rules": "wedmetrics.alerting",
+    "Severity": "wedmetrics.alerting",
+    "Notification": "wedmetrics.alerting",
+    "LogNotifier": "wedmetrics.alerting",
+    "EmailNotifier": "wedmetrics.alerting",
+    "SlackNotifier": "wedmetrics.alerting",
+    "WebhookNotifier": "wedmetrics.alerting",
+    "SmsNotifier": "wedmetrics.alerting",
+    "Route": "wedmetrics.alerting",
+    "Silence": "wedmetrics.alerting",
+    "InhibitRule": "wedmetrics.alerting",
+    "MuteInterval": "wedmetrics.alerting",
+    "EscalationPolicy": "wedmetrics.alerting",
+    "Wedding": "wedmetrics.weddings",
+    "WeddingCalendar": "wedmetrics.weddings",
+    "PriorityPolicy": "wedmetrics.weddings",
+    "Collector": "wedmetrics.collect",
+    "simulate": "wedmetrics.collect.simulate",
+    "backtest": "wedmetrics.alerting.backtest",
+    "default_anomaly_rules": "wedmetrics.alerting.backtest",
+    "BacktestResult": "wedmetrics.alerting.backtest",
 }
 
 
@@ -36,7 +59,8 @@ def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wedmetrics' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
+    mod = import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
     globals()[name] = value
     return value
 
