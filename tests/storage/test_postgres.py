@@ -268,3 +268,17 @@ def test_timescale_retention_job_per_resolution(pg_schema):
     assert 0 < len(left) <= 2 * 60 + 1 and left.start[0] >= now - 2 * 3600 - 60
     assert len(b.read_buckets(KEY, 300.0, 0, 2e9)) == 72
     b.close()
+
+
+def test_partition_dropped_by_another_process_is_recreated(pg_schema):
+    writer = backend(pg_schema, org="org-a")
+    cleaner = backend(pg_schema, org="org-b")
+    day = 86400.0
+    start = np.floor(T0 / day) * day
+    writer.write_buckets(minute_batch(KEY, start, 10, seed=1)[0])
+    assert cleaner.apply_retention(start + 10 * day, {"1m": "1d"}, all_orgs=True) == 10
+    # the writer still believes the partition exists
+    assert writer.write_buckets(minute_batch(KEY, start + 3600, 10, seed=2)[0]) == 10
+    assert writer.row_count() == 10
+    writer.close()
+    cleaner.close()

@@ -79,7 +79,9 @@ class TimescaleBackend:
 
     Notes
     -----
-    Writes are idempotent on ``(org_id, series_id, width, bucket_start)``: a
+    Writes are idempotent on ``(org_id, series_id, width, bucket_start)``
+    (the primary key leaves ``org_id`` out: a series id belongs to exactly
+    one org, and a shorter key makes COPY faster).  A
     batch is first sent by binary ``COPY`` straight into ``wm_buckets``; if
     any row is already there (a retried batch that had committed), the
     transaction rolls back and the batch goes through a staging table with
@@ -207,7 +209,7 @@ class TimescaleBackend:
             count bigint NOT NULL, sum double precision NOT NULL,
             min double precision NOT NULL, max double precision NOT NULL,
             sketch bytea NOT NULL,
-            PRIMARY KEY (org_id, series_id, width, bucket_start))""" + partition))
+            PRIMARY KEY (series_id, width, bucket_start))""" + partition))
         ex(self._q("""CREATE TABLE {s}.wm_alert_events (
             org_id text NOT NULL, alert_id text NOT NULL, rule text NOT NULL,
             status text NOT NULL, severity text NOT NULL, labels jsonb NOT NULL,
@@ -332,12 +334,24 @@ class TimescaleBackend:
             self._ensure_partitions(conn, batch.width, batch.start)
         payload = encode_copy(self._org_bytes, sids, batch)
         try:
+            return self._copy(conn, payload, len(batch))
+        except psycopg.errors.CheckViolation:
+            if self.layout != "plain":
+                raise
+            # "no partition found for row": another process's retention
+            # dropped a partition this one remembered; create it again
+            self._partitions.clear()
+            self._ensure_partitions(conn, batch.width, batch.start)
+            return self._copy(conn, payload, len(batch))
+
+    def _copy(self, conn, payload: bytes, rows: int) -> int:
+        try:
             with conn.transaction():
                 with conn.cursor() as cur:
                     with cur.copy(self._q(f"COPY {{s}}.wm_buckets ({_COLUMNS}) "
                                           "FROM STDIN (FORMAT BINARY)")) as copy:
                         copy.write(payload)
-            return len(batch)
+            return rows
         except psycopg.errors.UniqueViolation:
             pass   # some rows are already stored: go through the staging table
         with conn.transaction():
