@@ -1,6 +1,7 @@
 """Collection: the background :class:`Collector`, its sources and buffer,
 instrumentation helpers for service code, and the wedding-traffic simulator
 (:mod:`wedmetrics.collect.simulate`)."""
+from . import simulate
 from .buffer import OVERFLOW_POLICIES, BoundedBuffer, Sample
 from .collector import Collector
 from .instrument import InProgress, Timer, counted, timed
@@ -8,4 +9,4 @@ from .sources import CallableSource, ProcessSource, Source, SystemSource
 
 __all__ = ["Collector", "Sample", "BoundedBuffer", "OVERFLOW_POLICIES", "Source",
            "CallableSource", "SystemSource", "ProcessSource", "Timer", "timed", "counted",
-           "InProgress"]
+           "InProgress", "simulate"]
