@@ -1,8 +1,6 @@
 """The wedding-traffic simulator: determinism, shape, and incidents that show."""
 from __future__ import annotations
 
-import datetime as dt
-
 import numpy as np
 import pytest
 

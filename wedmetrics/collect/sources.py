@@ -20,7 +20,6 @@ source, with the reason, and carries on.
 from __future__ import annotations
 
 import gc
-import inspect
 import math
 import os
 from numbers import Real
@@ -94,7 +93,6 @@ class CallableSource(Source):
                                  "callable has no usable __name__")
         super().__init__(name, **kwargs)
         self.fn = fn
-        self.is_async = inspect.iscoroutinefunction(fn)
 
     def collect(self) -> Any:
         return self.fn()
