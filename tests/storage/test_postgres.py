@@ -10,6 +10,7 @@ import pytest
 
 import wedmetrics as wm
 from wedmetrics.buckets import SeriesKey
+from wedmetrics.storage import AlertEvent
 
 from .conftest import PG_DSN, drop_schema, require_pg, require_timescale
 from .helpers import minute_batch
@@ -173,8 +174,8 @@ def test_tenant_views_show_each_role_its_own_org(pg_schema, layout):
     a, other = backend(pg_schema, "org-a", layout), backend(pg_schema, "org-b", layout)
     a.write_buckets(minute_batch(KEY, T0, 4, seed=5)[0])
     other.write_buckets(minute_batch(KEY, T0, 6, seed=6)[0])
-    a.write_alert_events([wm.storage.AlertEvent("al-1", "r", "firing", "page", T0)])
-    other.write_alert_events([wm.storage.AlertEvent("al-2", "r", "firing", "page", T0)])
+    a.write_alert_events([AlertEvent("al-1", "r", "firing", "page", T0)])
+    other.write_alert_events([AlertEvent("al-2", "r", "firing", "page", T0)])
     roles = [f"wm_role_{uuid.uuid4().hex[:8]}" for _ in range(2)]
     with connect() as conn:
         for r in roles:
