@@ -91,7 +91,16 @@ def test_calendar_get_by_org_and_labels(calendar):
 def test_unknown_wedding_ids_are_counted_not_fatal(calendar):
     assert calendar.for_labels({"wedding_id": "ghost"}) is None
     assert calendar.for_labels({"wedding_id": "ghost"}) is None
-    assert calendar.stats() == {"weddings": 3, "unknown_wedding_ids": {"ghost": 2}}
+    assert calendar.stats() == {"weddings": 3, "unknown_wedding_lookups": 2, "unknown_wedding_ids": {"ghost": 2}}
+
+
+def test_unknown_ids_are_remembered_up_to_a_cap_and_all_counted(calendar):
+    for i in range(1005):
+        calendar.for_labels({"wedding_id": f"ghost-{i}"})
+    calendar.for_labels({"wedding_id": "ghost-0"})
+    stats = calendar.stats()
+    assert stats["unknown_wedding_lookups"] == 1006
+    assert len(stats["unknown_wedding_ids"]) == 1000 and stats["unknown_wedding_ids"]["ghost-0"] == 2
 
 
 def test_calendar_rejects_duplicates_and_names_missing_ids(calendar):

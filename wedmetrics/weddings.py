@@ -44,6 +44,9 @@ WEDDING_LABEL = "wedding_id"
 SCALE_BY_GUESTS = "guest_count"
 
 _SATURDAY = 5  # datetime.date.weekday()
+# Distinct unknown ids remembered by name; beyond that only counted, so that
+# hostile or runaway labels cannot grow the calendar without bound.
+_UNKNOWN_IDS_KEPT = 1000
 
 
 def _zone(name: str) -> ZoneInfo:
@@ -185,6 +188,7 @@ class WeddingCalendar:
         self._by_id: dict[str, Wedding] = {}
         self._lock = threading.Lock()
         self._unknown: dict[str, int] = {}
+        self._unknown_lookups = 0
         for w in weddings:
             self.add(w)
 
@@ -243,7 +247,9 @@ class WeddingCalendar:
         with self._lock:
             wedding = self._by_id.get(wedding_id)
             if wedding is None:
-                self._unknown[wedding_id] = self._unknown.get(wedding_id, 0) + 1
+                self._unknown_lookups += 1
+                if wedding_id in self._unknown or len(self._unknown) < _UNKNOWN_IDS_KEPT:
+                    self._unknown[wedding_id] = self._unknown.get(wedding_id, 0) + 1
         return wedding
 
     def active_at(self, ts: float, hours_before: float = 0.0, hours_after: float = 0.0) -> list[Wedding]:
@@ -254,9 +260,11 @@ class WeddingCalendar:
         return sorted(found, key=lambda w: (w.event_start, w.id))
 
     def stats(self) -> dict[str, Any]:
-        """``weddings`` (count) and ``unknown_wedding_ids`` (id -> lookups that missed)."""
+        """``weddings`` (count), ``unknown_wedding_lookups`` (lookups that missed) and
+        ``unknown_wedding_ids`` (id -> misses, for the first 1000 distinct ids)."""
         with self._lock:
-            return {"weddings": len(self._by_id), "unknown_wedding_ids": dict(self._unknown)}
+            return {"weddings": len(self._by_id), "unknown_wedding_lookups": self._unknown_lookups,
+                    "unknown_wedding_ids": dict(self._unknown)}
 
     def __len__(self) -> int:
         return len(self._by_id)
