@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wedmetrics.collect.buffer import BoundedBuffer, Sample
 
@@ -99,3 +102,31 @@ def test_sample_of_validates_and_sorts_labels():
         Sample.of("", 1)
     with pytest.raises(TypeError, match="'a'.*value must be a number"):
         Sample.of("a", "fast")
+
+_ops = st.lists(st.one_of(st.tuples(st.just("put"), st.integers(0, 12)),
+                          st.tuples(st.just("get"), st.integers(1, 12))), max_size=40)
+
+
+@settings(max_examples=200, deadline=None)
+@given(capacity=st.integers(1, 8), ops=_ops)
+def test_drop_policies_match_the_obvious_model(capacity, ops):
+    """drop_oldest is a deque(maxlen); drop_newest refuses when full."""
+    oldest = BoundedBuffer(capacity, "drop_oldest")
+    newest = BoundedBuffer(capacity, "drop_newest")
+    m_old: deque = deque(maxlen=capacity)
+    m_new: list = []
+    counter = 0
+    for op, n in ops:
+        if op == "put":
+            items = list(range(counter, counter + n))
+            counter += n
+            oldest.put_many(items)
+            newest.put_many(items)
+            m_old.extend(items)
+            m_new.extend(items[:max(0, capacity - len(m_new))])
+        else:
+            assert oldest.get_batch(n) == [m_old.popleft() for _ in range(min(n, len(m_old)))]
+            assert newest.get_batch(n) == m_new[:n]
+            del m_new[:n]
+        assert _accounted(oldest) and _accounted(newest)
+    assert oldest.stats()["offered"] == newest.stats()["offered"] == counter

@@ -190,3 +190,21 @@ def test_backups_run_on_schedule():
     minutes = ((b.ts[db] - START) % 3600) / 60
     assert ((minutes > 5) & (minutes < 35)).all()
     assert np.allclose(b.ts[db] - b.values[db] - START, 300 + 3600 * np.arange(6))
+
+
+def test_event_times_inside_a_second_are_uniform_and_series_follow_the_rates():
+    """The sort-free generator: sorted uniform offsets, rate-proportional series."""
+    rng = np.random.default_rng(0)
+    lam = np.tile([30.0, 10.0, 0.0], (400, 1))          # 400 seconds, three series
+    sec = 1000.0 + np.arange(400)
+    ids, ts, values, counts = sim._events(rng, lam, sec, np.array([7, 8, 9]),
+                                          np.array([1.0, 2.0, 3.0]), np.ones(400))
+    assert np.all(np.diff(ts) >= 0) and ts.min() >= 1000 and ts.max() < 1400
+    offsets = ts - np.floor(ts)
+    deciles = np.bincount((offsets * 10).astype(int), minlength=10) / len(offsets)
+    assert np.abs(deciles - 0.1).max() < 0.01           # ~16,000 events: 3+ sigma margin
+    assert len(ids) == counts.sum() and 9 not in ids    # a zero rate gets nothing
+    assert abs((ids == 7).mean() - 0.75) < 0.01
+    np.testing.assert_array_equal(counts[:, 0], np.bincount((ts[ids == 7] - 1000).astype(int),
+                                                            minlength=400))
+    assert abs(np.median(values[ids == 8]) / np.median(values[ids == 7]) - 2.0) < 0.1
