@@ -227,11 +227,18 @@ def test_resolution_is_notified(made):
     clock.advance(2)
     h.set(0.1)
     alerts.evaluate()
-    assert [(e.annotations["reason"], e.annotations["alert_status"])
-            for e in alerts.history(status="notified")] == [("initial", "firing"),
-                                                            ("resolved", "resolved")]
     (resolved,) = alerts.history(status="resolved")
     assert resolved.ts == TUESDAY + 2
+    # the default route tells a change at most every 10 s per alert, as Alertmanager's
+    # group_interval does: this resolve follows the firing message 10 s later
+    clock.set(TUESDAY + 9.5)
+    alerts.evaluate()
+    assert len(alerts.history(status="notified")) == 1
+    clock.set(TUESDAY + 10)
+    alerts.evaluate()
+    assert [(e.ts, e.annotations["reason"], e.annotations["alert_status"])
+            for e in alerts.history(status="notified")] == [(TUESDAY, "initial", "firing"),
+                                                            (TUESDAY + 10, "resolved", "resolved")]
 
 
 # --------------------------------------------------------------------------- add_rule and config errors
@@ -392,9 +399,11 @@ def test_history_and_learnt_thresholds_live_in_sqlite_across_restarts(made, tmp_
         clock.advance(1)
         h.set(0.1)
         alerts.evaluate()
+        clock.set(TUESDAY + 10)
+        alerts.evaluate()           # the resolve message (default group_interval)
     engine.close()
 
-    engine = wm.MetricsEngine(clock=wm.ManualClock(TUESDAY + 10),
+    engine = wm.MetricsEngine(clock=wm.ManualClock(TUESDAY + 11),
                               storage=SQLiteBackend(tmp_path / "wm.db"))
     made.append(engine)
     engine.series("api.latency", kind="gauge")
@@ -403,7 +412,7 @@ def test_history_and_learnt_thresholds_live_in_sqlite_across_restarts(made, tmp_
         # storage orders events by (ts, alert_id, status)
         assert [(e.ts, e.status) for e in alerts.history(rule="Slow")] == [
             (TUESDAY, "firing"), (TUESDAY, "notified"), (TUESDAY + 1, "feedback"),
-            (TUESDAY + 2, "notified"), (TUESDAY + 2, "resolved")]
+            (TUESDAY + 2, "resolved"), (TUESDAY + 10, "notified")]
         assert alerts.history(status="feedback")[0].annotations["by"] == "ana"
         assert alerts.rule_state("Slow")["threshold"] == 1.5        # learnt, then restored
         assert alerts.stats()["history"]["store_errors"] == 0

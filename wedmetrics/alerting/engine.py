@@ -58,6 +58,8 @@ log = logging.getLogger("wedmetrics.alerting")
 
 #: Receiver name of the default route: every notifier channel.
 ALL_RECEIVERS = "all"
+#: ``group_interval`` of the default route (seconds).
+DEFAULT_GROUP_INTERVAL = 10.0
 _OPS = {">": 0, ">=": 1, "<": 2, "<=": 3}
 _CHANGE = {None: 0, "relative": 1, "absolute": 2, "per_second": 3}
 _COUNTLIKE = ("count", "sum", "rate")     # an empty window has a value for these: 0
@@ -294,6 +296,7 @@ class AlertEngine:
         self._owns_delivery = delivery is None and bool(notifiers)
         self.delivery = DeliveryQueue(notifiers, clock=engine.clock) if self._owns_delivery else delivery
         self.dispatcher = Dispatcher(self.routing, priority=self.policy)
+        self._next_due: Optional[float] = None
         self.storage = engine.storage if storage is ... else storage
         self.history_log = History(self.storage, history_limit)
 
@@ -329,10 +332,10 @@ class AlertEngine:
                 return routing
             return RoutingConfig.model_validate(dict(routing))
         if route is None:
-            # one group per alert, sent at the first tick that sees it (routing
-            # needs a positive group_interval: 1 ms is below any tick period)
+            # one group per alert, sent at the first tick that sees it; a change
+            # (resolve) follows at most DEFAULT_GROUP_INTERVAL after the last message
             route = {"receiver": ALL_RECEIVERS, "group_by": ["..."], "group_wait": 0,
-                     "group_interval": 0.001}
+                     "group_interval": DEFAULT_GROUP_INTERVAL}
         cfg: dict[str, Any] = {"route": route, "mute_time_intervals": list(mute_intervals),
                                "escalation_policies": list(escalation)}
         if inhibit_rules is not None:
@@ -861,7 +864,12 @@ class AlertEngine:
             ends_at=ends_at, wedding_id=inst.wedding_id)
 
     def _dispatch(self, messages: list[Notification], now: float) -> None:
+        # The dispatcher's tick walks every alert group; skip it while nothing
+        # is due (its due times only move when it is called).
+        if not messages and (self._next_due is None or now < self._next_due):
+            return
         routed = self.dispatcher.process(messages, now)
+        self._next_due = self.dispatcher.next_due()
         told: dict[tuple, list] = {}
         for rn in routed:
             if self.delivery is None:
@@ -912,6 +920,7 @@ class AlertEngine:
             inst = self._firing_instance(alert_id)
             inst.episode["acked_by"], inst.episode["acked_at"] = by, now
             self.dispatcher.acknowledge_alert(alert_id, now, by)
+            self._next_due = self.dispatcher.next_due()
             self._record("acknowledged", now, inst, by=by)
             self.history_log.flush()
             return self._view(inst, now)
