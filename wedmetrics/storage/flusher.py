@@ -90,7 +90,8 @@ class Flusher:
         self._failures = 0                     # consecutive, drives the back-off
         self._next_attempt = 0.0
         self._stats = {"written": 0, "duplicates": 0, "retried": 0, "batches": 0,
-                       "dropped": {"overflow": 0, "invalid_key": 0, "close_timeout": 0},
+                       "dropped": {"overflow": 0, "invalid_key": 0, "invalid_batch": 0,
+                                   "close_timeout": 0},
                        "source_errors": 0, "last_error": None}
         self._stop = threading.Event()
         self._closed = False
@@ -188,12 +189,14 @@ class Flusher:
                     return True
                 try:
                     new = self.backend.write_buckets(chunk)
-                except InvalidKeyError as exc:
-                    # filtered on pull, so only a backend stricter than the
-                    # shared check gets here: count the rows, keep going
+                except ValueError as exc:
+                    # a batch the backend refuses (an unstorable key the shared
+                    # check let through, inconsistent columns) would fail the
+                    # same way forever: count it, report it, keep going
+                    reason = "invalid_key" if isinstance(exc, InvalidKeyError) else "invalid_batch"
                     with self._lock:
-                        self._stats["dropped"]["invalid_key"] += len(chunk)
-                        self._stats["last_error"] = f"invalid series key: {exc}"
+                        self._stats["dropped"][reason] += len(chunk)
+                        self._stats["last_error"] = f"{reason}: {exc}"
                     log.error("wedmetrics flusher: backend refused %d rows: %s", len(chunk), exc)
                     continue
                 except Exception as exc:
