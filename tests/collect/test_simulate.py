@@ -208,3 +208,23 @@ def test_event_times_inside_a_second_are_uniform_and_series_follow_the_rates():
     np.testing.assert_array_equal(counts[:, 0], np.bincount((ts[ids == 7] - 1000).astype(int),
                                                             minlength=400))
     assert abs(np.median(values[ids == 8]) / np.median(values[ids == 7]) - 2.0) < 0.1
+
+
+def test_traffic_source_feeds_a_collector_up_to_the_clock():
+    clock = wm.ManualClock(START)
+    engine = wm.MetricsEngine(clock=clock)
+    traffic = WeddingTraffic(seed=13, incident_rate=0)
+    collector = wm.Collector(engine, buffer_size=100_000)
+    source = collector.add(sim.TrafficSource(traffic, clock, max_seconds=45))
+    assert collector.collect_once() == 0           # the clock has not moved yet
+    clock.advance(60)
+    first = collector.collect_once()               # capped at 45 simulated seconds
+    second = collector.collect_once()              # the remaining 15
+    assert source.position == START + 60
+    assert first == len(traffic.window(START, START + 45))
+    assert second == len(traffic.window(START + 45, START + 60))
+    st = collector.stats()
+    assert st["delivered"] == first + second == engine.stats()["accepted"]
+    assert engine.query("api.requests", last="5m").count == 5 * 60
+    collector.stop()
+    engine.close()

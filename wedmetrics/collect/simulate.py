@@ -34,9 +34,11 @@ import numpy as np
 
 from ..clock import parse_duration
 from ..weddings import Wedding, WeddingCalendar
+from .buffer import Sample
+from .sources import Source
 
-__all__ = ["WeddingTraffic", "TrafficBatch", "SeriesDef", "Incident", "generate",
-           "wedding_calendar", "BLOCK_SECONDS", "DEFAULT_START", "INCIDENT_KINDS"]
+__all__ = ["WeddingTraffic", "TrafficBatch", "SeriesDef", "Incident", "TrafficSource", "generate",
+           "register_series", "wedding_calendar", "BLOCK_SECONDS", "DEFAULT_START", "INCIDENT_KINDS"]
 
 #: Points of a block depend only on (seed, block index); see the module docs.
 BLOCK_SECONDS = 600
@@ -623,3 +625,43 @@ def generate(duration: "float | str" = "1h", seed: int = 0, start: float = DEFAU
     ``incidents``, ``incident_rate``, ``rate_scale``, ``days``).
     """
     return WeddingTraffic(seed, start=start, **kwargs).generate(duration)
+
+
+class TrafficSource(Source):
+    """The simulator as a :class:`~wedmetrics.collect.Collector` source.
+
+    Each collection returns, as samples with their own timestamps, the
+    simulated points from where the previous collection stopped up to the
+    clock's now (at most ``max_seconds`` of traffic at a time, so starting
+    far behind the clock catches up gradually instead of flooding the
+    buffer at once).  The first collection starts at ``traffic.start``.
+
+    Parameters
+    ----------
+    traffic : WeddingTraffic
+        The simulation.
+    clock : Clock
+        Usually the engine's clock (``engine.clock``).
+    max_seconds : float
+        Most simulated seconds returned by one collection.
+    """
+
+    def __init__(self, traffic: WeddingTraffic, clock, *, name: str = "simulator",
+                 max_seconds: float = 60.0, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        if not (isinstance(max_seconds, (int, float)) and 0 < max_seconds < math.inf):
+            raise ValueError(f"max_seconds must be a positive number, got {max_seconds!r}")
+        self.traffic, self.clock, self.max_seconds = traffic, clock, float(max_seconds)
+        self.position = traffic.start
+        self._meta = [(d.name, tuple(sorted(d.labels.items())), d.kind) for d in traffic.series]
+
+    def collect(self) -> list[Sample]:
+        now = float(self.clock.now())
+        if now <= self.position:
+            return []
+        upto = min(now, self.position + self.max_seconds)
+        batch = self.traffic.window(self.position, upto)
+        self.position = upto
+        meta = self._meta
+        return [Sample(meta[i][0], v, meta[i][1], meta[i][2], t)
+                for i, t, v in zip(batch.ids.tolist(), batch.ts.tolist(), batch.values.tolist())]
