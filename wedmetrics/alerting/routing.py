@@ -48,7 +48,7 @@ from wedmetrics.clock import parse_duration
 
 from .escalation import Escalation, EscalationPolicy
 from .matchers import Matcher, matches_all, parse_matchers
-from .notification import FIRING, RESOLVED, Notification, NotificationGroup
+from .notification import FIRING, Notification, NotificationGroup
 from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence, SilenceStore
 
 __all__ = [
