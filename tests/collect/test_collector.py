@@ -7,7 +7,7 @@ import threading
 import pytest
 
 import wedmetrics as wm
-from wedmetrics.collect import Collector, Sample, Source
+from wedmetrics.collect import Collector, CollectorSelfSource, Sample, Source
 
 
 def accounted(c: Collector) -> dict:
@@ -268,3 +268,41 @@ def test_source_subclasses_and_registration_errors(engine):
         c.add(lambda: 1, name="late")
     with pytest.raises(RuntimeError, match="start once"):
         c.start()
+
+
+def test_self_metrics_are_increments_of_the_collector_counters(engine):
+    def broken():
+        raise RuntimeError("no")
+
+    c = Collector(engine, buffer_size=5, overflow="drop_newest")
+    c.add(broken, name="broken")
+    c.add(lambda: [Sample.of("flood", i) for i in range(8)], name="flood")
+    me = CollectorSelfSource(c)
+    c.collect_once()
+
+    def figures():
+        return {(s.name, s.labels): s.value for s in me.collect()}
+
+    first = figures()
+    assert first[("wedmetrics.collector.source_errors", (("source", "broken"),))] == 1
+    assert first[("wedmetrics.collector.dropped", (("reason", "drop_newest"),))] == 3
+    assert first[("wedmetrics.collector.collected", ())] == 8
+    assert first[("wedmetrics.collector.delivered", ())] == 5
+    assert first[("wedmetrics.collector.pending", ())] == 0
+    c.collect_once()
+    c.collect_once()
+    second = figures()     # only what happened since the first reading
+    assert second[("wedmetrics.collector.source_errors", (("source", "broken"),))] == 2
+    assert second[("wedmetrics.collector.dropped", (("reason", "drop_newest"),))] == 6
+    assert ("wedmetrics.collector.dropped", (("reason", "drop_oldest"),)) not in second
+    c.stop()
+
+
+def test_self_metrics_option_registers_the_source_and_it_reaches_the_engine(engine):
+    c = Collector(engine, self_metrics=True)
+    c.add(lambda: 1.0, name="one")
+    c.collect_once()
+    c.collect_once()
+    assert "wedmetrics.collector" in c.stats()["sources"]
+    assert engine.query("wedmetrics.collector.delivered", last="1m").sum >= 2
+    c.stop()

@@ -3,10 +3,10 @@ instrumentation helpers for service code, and the wedding-traffic simulator
 (:mod:`wedmetrics.collect.simulate`)."""
 from . import simulate
 from .buffer import OVERFLOW_POLICIES, BoundedBuffer, Sample
-from .collector import Collector
+from .collector import Collector, CollectorSelfSource
 from .instrument import InProgress, Timer, counted, timed
 from .sources import CallableSource, ProcessSource, Source, SystemSource
 
-__all__ = ["Collector", "Sample", "BoundedBuffer", "OVERFLOW_POLICIES", "Source",
+__all__ = ["Collector", "CollectorSelfSource", "Sample", "BoundedBuffer", "OVERFLOW_POLICIES", "Source",
            "CallableSource", "SystemSource", "ProcessSource", "Timer", "timed", "counted",
            "InProgress", "simulate"]

@@ -31,7 +31,7 @@ import numpy as np
 from .buffer import BoundedBuffer, Sample
 from .sources import Source, as_source, to_samples
 
-__all__ = ["Collector"]
+__all__ = ["Collector", "CollectorSelfSource"]
 
 _THREAD_PREFIX = "wedmetrics-collector"
 
@@ -102,6 +102,10 @@ class Collector:
     system, process : bool
         Register :class:`~wedmetrics.collect.sources.SystemSource` /
         :class:`~wedmetrics.collect.sources.ProcessSource` (needs psutil).
+    self_metrics : bool
+        Also collect the collector's own counters as a source named
+        ``"wedmetrics.collector"`` (see :class:`CollectorSelfSource`), so
+        alert rules can watch drops, errors and timeouts.
 
     Examples
     --------
@@ -114,7 +118,8 @@ class Collector:
     def __init__(self, engine: Any, *, interval: float = 5.0, timeout: "float | None" = None,
                  buffer_size: int = 10_000, overflow: str = "drop_oldest",
                  block_timeout: float = 1.0, batch_size: int = 4096,
-                 system: bool = False, process: bool = False) -> None:
+                 system: bool = False, process: bool = False,
+                 self_metrics: bool = False) -> None:
         for field, value in (("interval", interval), ("timeout", timeout)):
             if value is not None and not (isinstance(value, (int, float))
                                           and not isinstance(value, bool) and value > 0
@@ -150,6 +155,8 @@ class Collector:
         if process:
             from .sources import ProcessSource
             self.add(ProcessSource())
+        if self_metrics:
+            self.add(CollectorSelfSource(self))
 
     # ------------------------------------------------------------------ registry
 
@@ -553,3 +560,44 @@ class Collector:
     def __repr__(self) -> str:
         return (f"Collector({len(self._sources)} sources, interval={self.interval:g}s, "
                 f"{self._state})")
+
+
+class CollectorSelfSource(Source):
+    """A collector's own counters, as increments since the previous collection.
+
+    Counters ``wedmetrics.collector.collected``,
+    ``wedmetrics.collector.delivered``,
+    ``wedmetrics.collector.dropped{reason}``, and per source
+    ``wedmetrics.collector.source_errors{source}``,
+    ``wedmetrics.collector.source_timeouts{source}`` and
+    ``wedmetrics.collector.source_skipped{source}``; gauge
+    ``wedmetrics.collector.pending``.  Only non-zero increments are
+    returned.  Its own samples travel through the buffer like any other,
+    so they are counted in the next collection's figures.
+    """
+
+    def __init__(self, collector: "Collector", *, name: str = "wedmetrics.collector",
+                 **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        self.collector = collector
+        self._last: dict = {}
+
+    def collect(self) -> list[Sample]:
+        st = self.collector.stats()
+        figures = [("wedmetrics.collector.collected", {}, st["collected"]),
+                   ("wedmetrics.collector.delivered", {}, st["delivered"])]
+        figures += [("wedmetrics.collector.dropped", {"reason": r}, n)
+                    for r, n in st["dropped"].items()]
+        for src, c in st["sources"].items():
+            figures += [("wedmetrics.collector.source_errors", {"source": src}, c["errors"]),
+                        ("wedmetrics.collector.source_timeouts", {"source": src}, c["timeouts"]),
+                        ("wedmetrics.collector.source_skipped", {"source": src},
+                         c["skipped_busy"])]
+        out = [Sample.of("wedmetrics.collector.pending", st["pending"])]
+        for name, labels, total in figures:
+            key = (name, tuple(labels.items()))
+            inc = total - self._last.get(key, 0)
+            self._last[key] = total
+            if inc > 0:
+                out.append(Sample.of(name, inc, labels, "counter"))
+        return out
