@@ -10,13 +10,16 @@ struct wm_series {
     int64_t closed_until;   /* finest idx below which everything is closed */
     wm_bucket *open;        /* sorted by idx; [n_open, open_cap) are cleared spares */
     uint32_t n_open, open_cap;
-    uint32_t acc_mask;      /* bit l: accs[l] is open */
+    uint32_t acc_mask;      /* bit l: the level-l bucket acc_idx[l] is open */
     int64_t sid;
     double last_value, last_ts;
     int64_t exact_cap, exact_n, exact_head;
     double *exact_ts, *exact_val;
     wm_ring *rings;         /* nlevels, in the same allocation */
-    wm_bucket *accs;        /* nlevels (0 unused), in the same allocation */
+    int64_t *acc_idx;       /* nlevels (0 unused), in the same allocation; an open
+                             * coarse bucket is its children in the finer ring,
+                             * merged when it closes (retention guarantees they
+                             * are all still there) */
 };
 
 struct wm_core {
@@ -34,6 +37,9 @@ struct wm_core {
     int64_t outcomes[WM_N_OUTCOMES];
     int outbox_enabled;
     wm_outbox outbox;
+    uint8_t *scratch;       /* body encoding before it is copied into an arena */
+    size_t scratch_cap;
+    wm_sketch build[WM_MAX_LEVELS];   /* coarse buckets being closed, per level */
     wm_acct mem;
 };
 
@@ -64,6 +70,21 @@ static int64_t clamp_idx(double f)
     return (int64_t)f;
 }
 
+static uint8_t *scratch(wm_core *c, size_t need)
+{
+    if (need > c->scratch_cap) {
+        size_t ncap = c->scratch_cap ? c->scratch_cap : 256;
+        while (ncap < need)
+            ncap *= 2;
+        uint8_t *p = xrealloc(c, c->scratch, c->scratch_cap, ncap);
+        if (!p)
+            return NULL;
+        c->scratch = p;
+        c->scratch_cap = ncap;
+    }
+    return c->scratch;
+}
+
 /* ---- lifecycle ----------------------------------------------------------- */
 
 wm_core *wm_core_new(int nlevels, const double *widths, const int64_t *retention,
@@ -87,6 +108,8 @@ wm_core *wm_core_new(int nlevels, const double *widths, const int64_t *retention
     c->watermark = -INFINITY;
     c->horizon_idx = -WM_IDX_CLAMP;
     c->has_horizon = 0;
+    for (int i = 0; i < nlevels; i++)
+        wm_sketch_init(&c->build[i], alpha, max_bins, &c->mem);
     return c;
 }
 
@@ -109,7 +132,7 @@ static void outbox_release(wm_core *c, wm_outbox *o)
 
 static size_t series_block_size(int nlevels)
 {
-    return sizeof(wm_series) + (size_t)nlevels * (sizeof(wm_ring) + sizeof(wm_bucket));
+    return sizeof(wm_series) + (size_t)nlevels * (sizeof(wm_ring) + sizeof(int64_t));
 }
 
 static void series_free(wm_core *c, wm_series *s)
@@ -121,8 +144,6 @@ static void series_free(wm_core *c, wm_series *s)
         wm_ring *r = &s->rings[l];
         xfree(c, r->slots, (size_t)r->cap * sizeof(wm_slot));
         xfree(c, r->arena, r->a_cap);
-        if (l)
-            wm_sketch_free(&s->accs[l].sk);
     }
     xfree(c, s->exact_ts, (size_t)s->exact_cap * 8);
     xfree(c, s->exact_val, (size_t)s->exact_cap * 8);
@@ -136,6 +157,9 @@ void wm_core_free(wm_core *c)
     for (int64_t i = 0; i < c->n_series; i++)
         series_free(c, c->series[i]);
     free(c->series);
+    free(c->scratch);
+    for (int i = 0; i < c->nlevels; i++)
+        wm_sketch_free(&c->build[i]);
     outbox_release(c, &c->outbox);
     free(c);
 }
@@ -156,15 +180,13 @@ int64_t wm_core_add_series(wm_core *c, int64_t exact_capacity)
         return -1;
     memset(s, 0, series_block_size(c->nlevels));
     s->rings = (wm_ring *)(s + 1);
-    s->accs = (wm_bucket *)(s->rings + c->nlevels);
+    s->acc_idx = (int64_t *)(s->rings + c->nlevels);
     s->closed_until = -WM_IDX_CLAMP;
     s->sid = c->n_series;
     s->last_value = NAN;
     s->last_ts = NAN;
-    for (int l = 0; l < c->nlevels; l++) {
+    for (int l = 0; l < c->nlevels; l++)
         s->rings[l].gone = -WM_IDX_CLAMP;
-        wm_sketch_init(&s->accs[l].sk, c->alpha, c->max_bins, &c->mem);
-    }
     if (exact_capacity > 0) {
         s->exact_ts = xrealloc(c, NULL, 0, (size_t)exact_capacity * 8);
         s->exact_val = xrealloc(c, NULL, 0, (size_t)exact_capacity * 8);
@@ -190,14 +212,31 @@ static inline wm_slot *ring_at(const wm_ring *r, uint32_t i)
     return &r->slots[p];
 }
 
+static inline int64_t slot_idx(const wm_ring *r, const wm_slot *sl)
+{
+    return r->base + (int64_t)sl->didx;
+}
+
+/* Length of the arena record at rec: varint body length, u8 collapses,
+ * varint count, f64 min, f64 max, body. */
+static size_t record_len(const uint8_t *rec)
+{
+    size_t p = 0;
+    uint64_t body_len, count;
+    wm_get_varint(rec, 10, &p, &body_len);
+    p += 1;
+    wm_get_varint(rec, p + 10, &p, &count);
+    return p + 16 + (size_t)body_len;
+}
+
 static void ring_evict_through(wm_ring *r, int64_t idx)
 {
     if (idx > r->gone)
         r->gone = idx;
-    while (r->n && r->slots[r->start].idx <= idx) {
+    while (r->n && slot_idx(r, &r->slots[r->start]) <= idx) {
         wm_slot *sl = &r->slots[r->start];
-        if (sl->len)
-            r->a_head = sl->ref + sl->len;
+        if (sl->ref != WM_THIN)
+            r->a_head = sl->ref + (uint32_t)record_len(r->arena + sl->ref);
         r->start = r->start + 1 == r->cap ? 0 : r->start + 1;
         r->n--;
     }
@@ -211,7 +250,7 @@ static uint32_t ring_lower(const wm_ring *r, int64_t key)
     uint32_t a = 0, b = r->n;
     while (a < b) {
         uint32_t m = a + (b - a) / 2;
-        if (ring_at(r, m)->idx < key)
+        if (slot_idx(r, ring_at(r, m)) < key)
             a = m + 1;
         else
             b = m;
@@ -240,34 +279,32 @@ static int ring_reserve_slot(wm_core *c, wm_ring *r, int64_t retention)
     return WM_OK;
 }
 
+/* Room for need more arena bytes.  Records are FIFO: when the arena is full
+ * and a fifth of it is dead, slide the live records to the front (each byte
+ * moved is paid for by a quarter byte evicted); otherwise grow by half. */
 static int ring_reserve_bytes(wm_core *c, wm_ring *r, size_t need)
 {
-    if (r->a_head && r->a_head * 2 >= r->a_len) {
-        /* half the arena is evicted: slide the live records to the front */
-        uint32_t h = r->a_head;
-        memmove(r->arena, r->arena + h, r->a_len - h);
-        r->a_len -= h;
+    if ((size_t)r->a_len + need <= r->a_cap)
+        return WM_OK;
+    uint32_t h = r->a_head, live = r->a_len - r->a_head;
+    if (h && (uint64_t)h * 4 >= live) {
+        memmove(r->arena, r->arena + h, live);
+        r->a_len = live;
         r->a_head = 0;
         for (uint32_t i = 0; i < r->n; i++) {
             wm_slot *sl = ring_at(r, i);
-            if (sl->len)
+            if (sl->ref != WM_THIN)
                 sl->ref -= h;
         }
-        if (r->a_cap > 1024 && (size_t)r->a_len + need < r->a_cap / 4) {
-            uint32_t ncap = r->a_cap / 2;
-            uint8_t *p = xrealloc(c, r->arena, r->a_cap, ncap);
-            if (p) {
-                r->arena = p;
-                r->a_cap = ncap;
-            }
-        }
+        if ((size_t)r->a_len + need <= r->a_cap)
+            return WM_OK;
     }
-    if ((size_t)r->a_len + need <= r->a_cap)
-        return WM_OK;
-    size_t ncap = r->a_cap ? r->a_cap : 64;
-    while (ncap < (size_t)r->a_len + need)
-        ncap *= 2;
-    if (ncap > UINT32_MAX)
+    size_t ncap = (size_t)r->a_cap + r->a_cap / 2;
+    if (ncap < (size_t)r->a_len + need)
+        ncap = (size_t)r->a_len + need + 16;
+    if (ncap < 64)
+        ncap = 64;
+    if (ncap >= WM_THIN)
         return WM_ENOMEM;
     uint8_t *p = xrealloc(c, r->arena, r->a_cap, ncap);
     if (!p)
@@ -284,28 +321,40 @@ static int ring_push(wm_core *c, wm_ring *r, int64_t retention, int64_t idx, con
     if (ring_reserve_slot(c, r, retention))
         return WM_ENOMEM;
     wm_slot sl;
-    sl.idx = idx;
     if (sk->count == 1 && sk->collapses == 0) {
-        sl.sum = sk->min;
-        sl.ref = 0;
-        sl.len = 0;
+        sl.sum = sk->min;   /* the point itself; its sum is 0.0 + it */
+        sl.ref = WM_THIN;
     } else {
-        size_t need = 1 + 10 + 16 + wm_sketch_body_bound(sk);
-        if (ring_reserve_bytes(c, r, need))
+        uint8_t *body = scratch(c, wm_sketch_body_bound(sk));
+        if (!body)
             return WM_ENOMEM;
-        uint8_t *out = r->arena + r->a_len;
-        size_t p = 0;
-        out[p++] = (uint8_t)sk->collapses;
-        p += wm_put_varint(out + p, sk->count);
-        memcpy(out + p, &sk->min, 8);
-        memcpy(out + p + 8, &sk->max, 8);
-        p += 16;
-        p += wm_sketch_body_encode(sk, out + p);
+        size_t body_len = wm_sketch_body_encode(sk, body);
+        uint8_t head[40];
+        size_t h = wm_put_varint(head, body_len);
+        head[h++] = (uint8_t)sk->collapses;
+        h += wm_put_varint(head + h, sk->count);
+        memcpy(head + h, &sk->min, 8);
+        memcpy(head + h + 8, &sk->max, 8);
+        h += 16;
+        if (ring_reserve_bytes(c, r, h + body_len))
+            return WM_ENOMEM;
+        memcpy(r->arena + r->a_len, head, h);
+        memcpy(r->arena + r->a_len + h, body, body_len);
         sl.sum = sk->sum;
         sl.ref = r->a_len;
-        sl.len = (uint32_t)p;
-        r->a_len += (uint32_t)p;
+        r->a_len += (uint32_t)(h + body_len);
     }
+    /* indices are stored relative to the ring's base; rebase when the
+     * newest would not fit 32 bits (live slots span less than retention) */
+    if (!r->n) {
+        r->base = idx;
+    } else if (idx - r->base > (int64_t)UINT32_MAX) {
+        int64_t nb = slot_idx(r, ring_at(r, 0));
+        for (uint32_t i = 0; i < r->n; i++)
+            ring_at(r, i)->didx = (uint32_t)(slot_idx(r, ring_at(r, i)) - nb);
+        r->base = nb;
+    }
+    sl.didx = (uint32_t)(idx - r->base);
     *ring_at(r, r->n) = sl;
     r->n++;
     return WM_OK;
@@ -314,17 +363,20 @@ static int ring_push(wm_core *c, wm_ring *r, int64_t retention, int64_t idx, con
 /* Merge a closed slot into acc. */
 static int absorb_slot(const wm_ring *r, const wm_slot *sl, wm_sketch *acc)
 {
-    if (!sl->len)
+    if (sl->ref == WM_THIN)
         return wm_sketch_add_point(acc, sl->sum, 0.0 + sl->sum);
     const uint8_t *rec = r->arena + sl->ref;
-    size_t p = 1;
-    uint64_t count;
+    size_t p = 0;
+    uint64_t body_len, count;
     double mn, mx;
-    wm_get_varint(rec, sl->len, &p, &count);
+    wm_get_varint(rec, 10, &p, &body_len);
+    int collapses = rec[p++];
+    wm_get_varint(rec, p + 10, &p, &count);
     memcpy(&mn, rec + p, 8);
     memcpy(&mx, rec + p + 8, 8);
     p += 16;
-    return wm_sketch_merge_body(acc, rec[0], count, sl->sum, mn, mx, rec + p, sl->len - p);
+    return wm_sketch_merge_body(acc, collapses, count, sl->sum, mn, mx, rec + p,
+                                (size_t)body_len);
 }
 
 /* ---- outbox -------------------------------------------------------------- */
@@ -417,28 +469,50 @@ void wm_outbox_free(wm_outbox *o)
 
 /* ---- closing ------------------------------------------------------------------ */
 
+/* The coarse bucket P of level `up`: the merge of its children, in order,
+ * from the ring one level finer - what the reference's accumulator holds. */
+static int build_parent(wm_core *c, const wm_series *s, int up, int64_t parent, wm_sketch *out)
+{
+    wm_sketch_clear(out);
+    int64_t k = c->ratios[up] / c->ratios[up - 1];
+    const wm_ring *r = &s->rings[up - 1];
+    for (uint32_t p = ring_lower(r, parent * k); p < r->n; p++) {
+        const wm_slot *sl = ring_at(r, p);
+        if (slot_idx(r, sl) >= (parent + 1) * k)
+            break;
+        if (absorb_slot(r, sl, out))
+            return WM_ENOMEM;
+    }
+    return WM_OK;
+}
+
 static int close_bucket(wm_core *c, wm_series *s, int level, int64_t idx, const wm_sketch *sk)
 {
+    int up = level + 1;
+    int64_t parent = 0, done = 0;
+    int parent_closes = 0;
+    if (up < c->nlevels) {
+        parent = wm_floordiv(idx * c->ratios[level], c->ratios[up]);
+        if ((s->acc_mask >> up & 1u) && s->acc_idx[up] != parent) {
+            /* built before this bucket's push may evict its oldest children */
+            done = s->acc_idx[up];
+            parent_closes = 1;
+            if (build_parent(c, s, up, done, &c->build[up]))
+                return WM_ENOMEM;
+        }
+    }
     if (ring_push(c, &s->rings[level], c->retention[level], idx, sk))
         return WM_ENOMEM;
     if (c->outbox_enabled && outbox_push(c, s->sid, level, idx, sk))
         return WM_ENOMEM;
-    int up = level + 1;
     if (up < c->nlevels) {
-        int64_t parent = wm_floordiv(idx * c->ratios[level], c->ratios[up]);
-        wm_bucket *acc = &s->accs[up];
-        if ((s->acc_mask >> up & 1u) && acc->idx != parent) {
+        if (parent_closes) {
             s->acc_mask &= ~(1u << up);
-            if (close_bucket(c, s, up, acc->idx, &acc->sk))
+            if (close_bucket(c, s, up, done, &c->build[up]))
                 return WM_ENOMEM;
-            wm_sketch_clear(&acc->sk);
         }
-        if (!(s->acc_mask >> up & 1u)) {
-            s->acc_mask |= 1u << up;
-            acc->idx = parent;
-        }
-        if (wm_sketch_merge(&acc->sk, sk))
-            return WM_ENOMEM;
+        s->acc_mask |= 1u << up;
+        s->acc_idx[up] = parent;
     }
     return WM_OK;
 }
@@ -473,12 +547,11 @@ static int advance_series(wm_core *c, wm_series *s)
         s->n_open = live;
     }
     for (int l = 1; l < c->nlevels; l++) {
-        wm_bucket *acc = &s->accs[l];
-        if ((s->acc_mask >> l & 1u) && (acc->idx + 1) * c->ratios[l] <= until) {
+        if ((s->acc_mask >> l & 1u) && (s->acc_idx[l] + 1) * c->ratios[l] <= until) {
             s->acc_mask &= ~(1u << l);
-            if (close_bucket(c, s, l, acc->idx, &acc->sk))
+            if (build_parent(c, s, l, s->acc_idx[l], &c->build[l]) ||
+                close_bucket(c, s, l, s->acc_idx[l], &c->build[l]))
                 return WM_ENOMEM;
-            wm_sketch_clear(&acc->sk);
         }
     }
     return WM_OK;
@@ -630,7 +703,7 @@ static int absorb_ring_span(const wm_ring *r, int64_t lo, int64_t hi, wm_sketch 
         return WM_OK;
     for (uint32_t p = ring_lower(r, lo); p < r->n; p++) {
         const wm_slot *sl = ring_at(r, p);
-        if (sl->idx >= hi)
+        if (slot_idx(r, sl) >= hi)
             break;
         if (absorb_slot(r, sl, acc))
             return WM_ENOMEM;
@@ -733,14 +806,14 @@ int wm_core_buckets(wm_core *c, int64_t sid, int level, int64_t lo, int64_t hi, 
     if (lo < top_closed) {
         for (uint32_t p = ring_lower(ring, lo); p < ring->n; p++) {
             const wm_slot *sl = ring_at(ring, p);
-            if (sl->idx >= top_closed)
+            if (slot_idx(ring, sl) >= top_closed)
                 break;
-            wm_row *row = rows_push(out, sl->idx, 1, c->alpha, c->max_bins);
+            wm_row *row = rows_push(out, slot_idx(ring, sl), 1, c->alpha, c->max_bins);
             if (!row || absorb_slot(ring, sl, &row->sk))
                 return WM_ENOMEM;
             /* the reference sets the slot's stats verbatim */
             row->sk.sum = sl->sum;
-            if (!sl->len)
+            if (sl->ref == WM_THIN)
                 row->sk.sum = 0.0 + sl->sum;
         }
     }
@@ -776,3 +849,29 @@ void wm_core_last(const wm_core *c, int64_t sid, double *value, double *ts)
 }
 
 int64_t wm_core_memory_bytes(const wm_core *c) { return c->mem; }
+
+static int64_t store_bytes(const wm_sketch *sk)
+{
+    return ((int64_t)sk->pos.cap + sk->neg.cap) * (int64_t)sizeof(uint64_t);
+}
+
+void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS])
+{
+    for (int i = 0; i < WM_MEM_PARTS; i++)
+        out[i] = 0;
+    for (int64_t i = 0; i < c->n_series; i++) {
+        const wm_series *s = c->series[i];
+        out[0] += (int64_t)series_block_size(c->nlevels) + s->exact_cap * 16;
+        out[1] += (int64_t)s->open_cap * (int64_t)sizeof(wm_bucket);
+        for (uint32_t k = 0; k < s->open_cap; k++)
+            out[1] += store_bytes(&s->open[k].sk);
+        for (int l = 0; l < c->nlevels; l++) {
+            const wm_ring *r = &s->rings[l];
+            out[2 + 2 * (l < 3 ? l : 3)] += (int64_t)r->cap * (int64_t)sizeof(wm_slot);
+            out[3 + 2 * (l < 3 ? l : 3)] += r->a_cap;
+        }
+    }
+    for (int l = 0; l < c->nlevels; l++)
+        out[10] += store_bytes(&c->build[l]);
+    out[11] = c->outbox.cap * 65 + (int64_t)c->outbox.b_cap;
+}

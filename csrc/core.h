@@ -8,15 +8,18 @@
  *   - open finest buckets: a small array sorted by index, each a dense
  *     mutable sketch; entries past n_open are cleared spares whose buffers
  *     are reused, so steady recording does not allocate;
- *   - one open accumulator per coarse resolution (dense sketch);
- *   - per resolution a ring of closed buckets.  A slot is 24 bytes:
- *       idx, sum, and (ref, len) into the ring's byte arena.
- *     A bucket of one point (len == 0) keeps its value in `sum` and nothing
- *     else: its count, min, max and sketch follow from that value.  Any
- *     other bucket has an arena record: u8 collapses, varint count, f64 min,
- *     f64 max, then the codec body.  Arena records are FIFO like the slots,
- *     so the arena is compacted by one memmove once half of it is dead.
- *     Rings and arenas grow by doubling, slots never past the retention.
+ *   - per resolution a ring of closed buckets.  A slot is 16 bytes:
+ *       idx - base (u32), arena offset (u32), sum (f64).
+ *     A bucket of one point (offset WM_THIN) keeps its value in `sum` and
+ *     nothing else: its count, min, max and sketch follow from that value.
+ *     Any other bucket has an arena record: varint body length, u8
+ *     collapses, varint count, f64 min, f64 max, then the codec body.
+ *     Arena records are FIFO like the slots, so a full arena with a fifth
+ *     dead is compacted by one memmove, else grown by half.  Slot arrays
+ *     grow by doubling, never past the retention.
+ *   - an open coarse bucket is only its index: its content is its children
+ *     in the finer ring (the retention rule of Core guarantees they are all
+ *     there), merged into a per-core scratch sketch when it closes.
  */
 #ifndef WM_CORE_H
 #define WM_CORE_H
@@ -40,11 +43,12 @@
 #define WM_IDX_LIMIT 4503599627370496.0
 #define WM_IDX_CLAMP ((int64_t)1 << 62)
 
+#define WM_THIN UINT32_MAX
+
 typedef struct {
-    int64_t idx;
-    double sum;     /* one point: the value itself; its sum is 0.0 + value */
-    uint32_t ref;   /* arena offset of the record */
-    uint32_t len;   /* record length; 0 for a one-point bucket */
+    uint32_t didx;  /* idx - ring base */
+    uint32_t ref;   /* arena offset of the record, WM_THIN for a one-point bucket */
+    double sum;     /* one point: the value itself (its sum is 0.0 + value) */
 } wm_slot;
 
 typedef struct {
@@ -52,6 +56,7 @@ typedef struct {
     uint32_t cap, start, n;
     uint32_t a_head, a_len, a_cap;
     uint8_t *arena;
+    int64_t base;   /* slot indices are relative to it */
     int64_t gone;   /* every bucket with idx <= gone has been evicted */
 } wm_ring;
 
@@ -131,6 +136,11 @@ void wm_core_take_outbox(wm_core *c, wm_outbox *out);
 void wm_outbox_free(wm_outbox *o);
 
 int64_t wm_core_memory_bytes(const wm_core *c);
+/* Where the bytes are (for tests and tuning): series blocks, open buckets,
+ * then slots and arena bytes of levels 0, 1, 2 and 3+, coarse accumulators'
+ * counts arrays, outbox. */
+#define WM_MEM_PARTS 12
+void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS]);
 
 /* Floor division for any sign, as Python's //. */
 static inline int64_t wm_floordiv(int64_t a, int64_t b)

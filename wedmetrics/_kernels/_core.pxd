@@ -112,6 +112,8 @@ cdef extern from "core.h" nogil:
     void wm_core_take_outbox(wm_core *c, wm_outbox *out)
     void wm_outbox_free(wm_outbox *o)
     int64_t wm_core_memory_bytes(const wm_core *c)
+    int WM_MEM_PARTS
+    void wm_core_memory_breakdown(const wm_core *c, int64_t *out)
 
 
 cdef class Sketch:

@@ -595,6 +595,14 @@ cdef class Core:
         """Bytes the core has allocated (slots, arenas, sketches, outbox)."""
         return wm_core_memory_bytes(self.c)
 
+    def _memory_breakdown(self):
+        """Where :meth:`memory_bytes` goes (used by tests and tuning): a dict of bytes."""
+        cdef int64_t parts[12]
+        wm_core_memory_breakdown(self.c, parts)
+        names = ["series", "open_buckets", "slots_0", "arena_0", "slots_1", "arena_1",
+                 "slots_2", "arena_2", "slots_3+", "arena_3+", "accumulators", "outbox"]
+        return {name: parts[i] for i, name in enumerate(names)}
+
 
 cdef inline void _copy_i64(int64_t[::1] dst, const int64_t *src, Py_ssize_t n):
     memcpy(&dst[0], src, n * sizeof(int64_t))
