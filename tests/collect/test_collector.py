@@ -306,3 +306,14 @@ def test_self_metrics_option_registers_the_source_and_it_reaches_the_engine(engi
     assert "wedmetrics.collector" in c.stats()["sources"]
     assert engine.query("wedmetrics.collector.delivered", last="1m").sum >= 2
     c.stop()
+
+
+def test_a_source_added_while_running_starts_without_waiting_for_the_old_schedule(engine):
+    c = Collector(engine, interval=3600)
+    c.add(lambda: 1.0, name="hourly")
+    added_ran = threading.Event()
+    with c:
+        wait_for(lambda: c.stats()["sources"]["hourly"]["runs"] == 1, "the first run")
+        c.add(lambda: added_ran.set() or 2.0, name="late.comer")
+        assert added_ran.wait(20)
+    assert accounted(c)["delivered"] == 2

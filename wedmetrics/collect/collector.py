@@ -292,7 +292,8 @@ class Collector:
             states = list(self._sources.values())
         for st in states:
             if st.inflight is not None and not st.inflight.finished.is_set():
-                st.counts["skipped_busy"] += 1
+                with self._lock:
+                    st.counts["skipped_busy"] += 1
             else:
                 self._start_call(st)
         for st in states:
@@ -313,6 +314,8 @@ class Collector:
 
     def _schedule_loop(self) -> None:
         while not self._stopping.is_set():
+            # cleared before looking, so a source added meanwhile re-runs the loop
+            self._wake.clear()
             now = time.monotonic()
             wake_at = now + 3600.0
             with self._lock:
@@ -338,7 +341,6 @@ class Collector:
                             wake_at = min(wake_at, st.inflight.deadline)
                 wake_at = min(wake_at, st.next_due)
             self._wake.wait(max(0.0, wake_at - time.monotonic()))
-            self._wake.clear()
 
     def _start_call(self, st: _SourceState) -> None:
         call = _Call(float(self.engine.now()), time.monotonic() + st.timeout)
