@@ -109,10 +109,18 @@ class Collector:
 
     Examples
     --------
-    >>> import wedmetrics as wm                                   # doctest: +SKIP
-    >>> with wm.Collector(engine, interval=10, process=True) as c:  # doctest: +SKIP
-    ...     c.add(lambda: queue.qsize(), name="mail.queue.depth")
-    ...     serve_forever()
+    >>> import wedmetrics as wm
+    >>> engine = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+    >>> collector = Collector(engine, interval=10)
+    >>> source = collector.add(lambda: 3, name="mail.queue.depth")
+    >>> collector.collect_once()
+    1
+    >>> collector.stop()
+    >>> engine.query("mail.queue.depth", last="1m").max
+    3.0
+
+    In a service, run it in the background instead:
+    ``with Collector(engine, process=True) as collector: serve_forever()``.
     """
 
     def __init__(self, engine: Any, *, interval: float = 5.0, timeout: "float | None" = None,
@@ -196,6 +204,7 @@ class Collector:
 
     @property
     def sources(self) -> list[Source]:
+        """The registered sources, in registration order."""
         with self._lock:
             return [s.source for s in self._sources.values()]
 
@@ -228,6 +237,7 @@ class Collector:
 
     @property
     def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
         return self._state == "running"
 
     def stop(self, join_timeout: float = 5.0) -> None:

@@ -5,12 +5,15 @@ helper costs one handle method call per event.  Durations are measured with
 ``time.perf_counter`` (a stopwatch, not a reading of "now"); the point is
 stamped by the engine's own clock when it is recorded.
 
->>> import wedmetrics as wm                                           # doctest: +SKIP
->>> engine = wm.MetricsEngine()                                       # doctest: +SKIP
->>> with Timer(engine, "db.query", labels={"table": "guests"}):       # doctest: +SKIP
-...     run_query()
->>> @timed(engine, "photos.resize")                                   # doctest: +SKIP
-... async def resize(photo): ...
+>>> import wedmetrics as wm
+>>> engine = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+>>> with Timer(engine, "db.query", labels={"table": "guests"}):
+...     rows = sorted(range(100))
+>>> @timed(engine, "photos.resize")
+... async def resize(photo):
+...     return photo
+>>> engine.query("db.query", last="1m").count
+1
 """
 from __future__ import annotations
 
@@ -204,9 +207,14 @@ def counted(target: Any, name: "str | None" = None, labels: "Mapping[str, str] |
 class InProgress:
     """Gauge of how many blocks are running right now (requests in flight).
 
-    >>> inflight = InProgress(engine, "http.inflight")   # doctest: +SKIP
-    >>> with inflight:                                   # doctest: +SKIP
-    ...     handle_request()
+    >>> import wedmetrics as wm
+    >>> engine = wm.MetricsEngine(clock=wm.ManualClock(0.0))
+    >>> inflight = InProgress(engine, "http.inflight")
+    >>> with inflight:
+    ...     inflight.level
+    1
+    >>> inflight.level, engine.query("http.inflight", last="1m").max
+    (0, 1.0)
 
     The level is kept here under a lock and written with ``set`` on every
     entry and exit, so concurrent threads never lose an update.

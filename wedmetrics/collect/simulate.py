@@ -18,10 +18,14 @@ are produced at once (:meth:`WeddingTraffic.window`) or chunk by chunk
 (:meth:`WeddingTraffic.stream`), and generation is vectorised per block
 (Poisson counts per second, then every event at once).
 
->>> traffic = WeddingTraffic(seed=7)
+>>> import wedmetrics as wm
+>>> traffic = WeddingTraffic(seed=7, start=DEFAULT_START)
 >>> batch = traffic.window(traffic.start, traffic.start + 600)
->>> ids = traffic.register(engine)                                # doctest: +SKIP
->>> engine.record_many(ids[batch.ids], batch.ts, batch.values)    # doctest: +SKIP
+>>> engine = wm.MetricsEngine(clock=wm.ManualClock(batch.end))
+>>> ids = traffic.register(engine)
+>>> result = engine.record_many(ids[batch.ids], batch.ts, batch.values)
+>>> result.accepted == len(batch)
+True
 """
 from __future__ import annotations
 
@@ -271,9 +275,9 @@ class WeddingTraffic:
         Multiplies every event rate: ``rate_scale=10`` gives about ten times
         the points, for load tests.
 
-    Series
-    ------
-    ``api.latency`` (distribution, label ``route``), ``api.requests`` and
+    Notes
+    -----
+    Series: ``api.latency`` (distribution, label ``route``), ``api.requests`` and
     ``api.errors`` (counters, one point per route per second),
     ``vendor.latency`` (distribution, label ``vendor``),
     ``backup.duration`` (distribution, label ``job``; one point when a run
