@@ -243,8 +243,11 @@ class TimescaleBackend:
         ex = conn.execute
         ex("CREATE EXTENSION IF NOT EXISTS timescaledb")
         table = f"{self.schema}.wm_buckets"
+        # no default index on bucket_start: chunks already bound time, and the
+        # primary key serves every read; a second index halves COPY speed
         ex("SELECT create_hypertable(%s::regclass, by_range('bucket_start', "
-           "interval '1 day'), if_not_exists => true)", (table,))
+           "interval '1 day'), create_default_indexes => false, if_not_exists => true)",
+           (table,))
         ex(self._q("ALTER TABLE {s}.wm_buckets SET (timescaledb.compress, "
                    "timescaledb.compress_segmentby = 'org_id, series_id', "
                    "timescaledb.compress_orderby = 'width, bucket_start')"))
@@ -332,7 +335,8 @@ class TimescaleBackend:
         sids = local[batch.series]
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
-        payload = encode_copy(self._org_bytes, sids, batch)
+        def payload():
+            return iter_copy(self._org_bytes, sids, batch)
         try:
             return self._copy(conn, payload, len(batch))
         except psycopg.errors.CheckViolation:
@@ -344,13 +348,16 @@ class TimescaleBackend:
             self._ensure_partitions(conn, batch.width, batch.start)
             return self._copy(conn, payload, len(batch))
 
-    def _copy(self, conn, payload: bytes, rows: int) -> int:
+    def _copy(self, conn, payload, rows: int) -> int:
+        """COPY the chunks ``payload()`` yields; encoding the next chunk overlaps
+        with the server storing the previous one."""
         try:
             with conn.transaction():
                 with conn.cursor() as cur:
                     with cur.copy(self._q(f"COPY {{s}}.wm_buckets ({_COLUMNS}) "
                                           "FROM STDIN (FORMAT BINARY)")) as copy:
-                        copy.write(payload)
+                        for chunk in payload():
+                            copy.write(chunk)
             return rows
         except psycopg.errors.UniqueViolation:
             pass   # some rows are already stored: go through the staging table
@@ -359,7 +366,8 @@ class TimescaleBackend:
                                  "(LIKE {s}.wm_buckets) ON COMMIT DELETE ROWS"))
             with conn.cursor() as cur:
                 with cur.copy(f"COPY wm_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.write(payload)
+                    for chunk in payload():
+                        copy.write(chunk)
                 cur.execute(self._q(f"INSERT INTO {{s}}.wm_buckets ({_COLUMNS}) "
                                     f"SELECT {_COLUMNS} FROM wm_stage ON CONFLICT DO NOTHING"))
                 return cur.rowcount
@@ -638,10 +646,19 @@ _TRAILER = struct.pack(">h", -1)
 
 
 def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch) -> bytes:
-    """PostgreSQL binary COPY payload of ``batch`` (columns as in ``_COLUMNS``).
+    """The whole PostgreSQL binary COPY payload of ``batch`` as one bytes object."""
+    return b"".join(iter_copy(org, series_ids, batch))
+
+
+_COPY_CHUNK_ROWS = 20_000
+
+
+def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
+              chunk_rows: int = _COPY_CHUNK_ROWS):
+    """PostgreSQL binary COPY payload of ``batch`` (columns as in ``_COLUMNS``), in chunks.
 
     The fixed-width part of every row is built at once as a big-endian numpy
-    record array; only the variable-length sketch is joined per row.
+    record array; only the variable-length sketch is interleaved per row.
     Format: https://www.postgresql.org/docs/15/sql-copy.html (Binary Format).
     """
     n = len(batch)
@@ -650,27 +667,29 @@ def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch) -> bytes
                    ("l3", ">i4"), ("ts", ">i8"), ("l4", ">i4"), ("count", ">i8"),
                    ("l5", ">i4"), ("sum", ">f8"), ("l6", ">i4"), ("min", ">f8"),
                    ("l7", ">i4"), ("max", ">f8"), ("l8", ">i4")])
-    rec = np.empty(n, dtype=dt)
-    rec["nf"] = 9
-    rec["l0"] = len(org)
-    rec["org"] = org
-    for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7"):
-        rec[name] = 8
-    rec["sid"] = series_ids
-    rec["width"] = batch.width
-    rec["ts"] = np.round((batch.start - _PG_EPOCH) * 1e6).astype(np.int64)
-    rec["count"] = batch.count
-    rec["sum"] = batch.sum
-    rec["min"] = batch.min
-    rec["max"] = batch.max
     sketches = batch.sketch
-    rec["l8"] = np.fromiter((len(s) for s in sketches), dtype=np.int64, count=n)
-    fixed = rec.tobytes()
+    yield _HEADER
     size = dt.itemsize
-    parts = [_HEADER]
-    append = parts.append
-    for i in range(n):
-        append(fixed[i * size:(i + 1) * size])
-        append(sketches[i])
-    append(_TRAILER)
-    return b"".join(parts)
+    for lo in range(0, n, chunk_rows):
+        hi = min(n, lo + chunk_rows)
+        rec = np.empty(hi - lo, dtype=dt)
+        rec["nf"] = 9
+        rec["l0"] = len(org)
+        rec["org"] = org
+        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7"):
+            rec[name] = 8
+        rec["sid"] = series_ids[lo:hi]
+        rec["width"] = batch.width[lo:hi]
+        rec["ts"] = np.round((batch.start[lo:hi] - _PG_EPOCH) * 1e6).astype(np.int64)
+        rec["count"] = batch.count[lo:hi]
+        rec["sum"] = batch.sum[lo:hi]
+        rec["min"] = batch.min[lo:hi]
+        rec["max"] = batch.max[lo:hi]
+        part = sketches[lo:hi]
+        rec["l8"] = list(map(len, part))
+        fixed = rec.tobytes()
+        parts: list = [None] * (2 * (hi - lo))
+        parts[0::2] = [fixed[i:i + size] for i in range(0, len(fixed), size)]
+        parts[1::2] = part
+        yield b"".join(parts)
+    yield _TRAILER
