@@ -14,8 +14,9 @@
 from __future__ import annotations
 
 from .delivery import DeadLetter, DeliveryQueue, RetryPolicy
-from .engine import ALL_RECEIVERS, AlertEngine, AlertEvent, AlertView, fingerprint
-from .escalation import EscalationLevel, EscalationPolicy
+from .detectors import DetectorConfig, detect, make_detector
+from .engine import ALL_RECEIVERS, DEFAULT_GROUP_INTERVAL, AlertEngine, AlertView, History, fingerprint
+from .escalation import Escalation, EscalationLevel, EscalationPolicy
 from .evaluation import STATE_NAMES, TickResult
 from .loading import load_rules, parse_rules
 from .matchers import Matcher, parse_matchers
@@ -25,16 +26,17 @@ from .notifiers import (DeliveryError, EmailNotifier, LogNotifier, Notifier, Sec
 from .routing import Dispatcher, Route, RoutingConfig
 from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, FeedbackPolicy,
                     RateOfChangeRule, RuleError, ThresholdRule)
-from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence
+from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence, SilenceStore
 from .templating import Template, TemplateError
 
 __all__ = [
-    "AlertEngine", "AlertEvent", "AlertView", "ALL_RECEIVERS", "fingerprint", "TickResult",
+    "AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "DEFAULT_GROUP_INTERVAL",
+    "fingerprint", "TickResult", "DetectorConfig", "make_detector", "detect", "Escalation",
     "STATE_NAMES", "AlertRule", "ThresholdRule", "RateOfChangeRule", "AbsenceRule", "AnomalyRule",
     "CompositeRule", "FeedbackPolicy", "RuleError", "load_rules", "parse_rules", "Template",
     "TemplateError", "Matcher", "parse_matchers", "Notification", "NotificationGroup", "Severity",
     "Notifier", "LogNotifier", "EmailNotifier", "SlackNotifier", "WebhookNotifier", "SmsNotifier",
     "Secret", "DeliveryError", "verify_signature", "DeliveryQueue", "RetryPolicy", "DeadLetter",
     "Route", "RoutingConfig", "Dispatcher", "EscalationPolicy", "EscalationLevel", "Silence",
-    "InhibitRule", "MuteInterval", "DEFAULT_INHIBIT_RULE",
+    "InhibitRule", "MuteInterval", "SilenceStore", "DEFAULT_INHIBIT_RULE",
 ]

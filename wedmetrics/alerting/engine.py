@@ -760,6 +760,8 @@ class AlertEngine:
         closed = cols["closed"]
         for i in np.flatnonzero(closed):
             start = float(cols["start"][i])
+            if start + rule.step > now:
+                break     # a replay's engine may hold buckets that end after `now`
             count = int(cols["count"][i])
             inst.fed_until = start + rule.step
             if count == 0:
