@@ -317,3 +317,28 @@ def test_a_source_added_while_running_starts_without_waiting_for_the_old_schedul
         c.add(lambda: added_ran.set() or 2.0, name="late.comer")
         assert added_ran.wait(20)
     assert accounted(c)["delivered"] == 2
+
+
+def test_in_the_background_a_hung_source_is_timed_out_skipped_and_the_others_go_on(engine):
+    release = threading.Event()
+
+    async def stuck_async():
+        await asyncio.sleep(3600)
+
+    c = Collector(engine, interval=0.02, timeout=30)
+    c.add(lambda: release.wait(30) and 1.0, name="stuck", timeout=0.05)
+    c.add(stuck_async, name="stuck.async", timeout=0.05)
+    c.add(lambda: 1.0, name="fine")
+    with c:
+        wait_for(lambda: c.stats()["sources"]["stuck"]["skipped_busy"] >= 3
+                 and c.stats()["sources"]["stuck.async"]["timeouts"] >= 3
+                 and c.stats()["sources"]["fine"]["ok"] >= 10, "timeouts and ticks")
+        release.set()
+    st = accounted(c)
+    stuck, stuck_async = st["sources"]["stuck"], st["sources"]["stuck.async"]
+    # the sync one stayed busy (skipped) until released, then its result came too late
+    assert stuck["timeouts"] >= 1 and stuck["late_samples_discarded"] >= 1
+    # the async one was cancelled each time and so ran, and timed out, again and again
+    assert stuck_async["timeouts"] >= 3 and stuck_async["errors"] == 0
+    assert engine.query("fine", last="1m").count == st["sources"]["fine"]["ok"] >= 10
+    assert st["hung_sources"] == []
