@@ -56,6 +56,7 @@ static void store_init(wm_store *st)
     st->lo = 1;
     st->hi = 0;
     st->cap = 0;
+    st->nb = 0;
 }
 
 static void store_free(wm_store *st, wm_acct *acct)
@@ -70,6 +71,7 @@ static void store_clear(wm_store *st)
         memset(st->c + (st->lo - st->off), 0, (size_t)(st->hi - st->lo + 1) * sizeof(uint64_t));
     st->lo = 1;
     st->hi = 0;
+    st->nb = 0;
 }
 
 /* Make keys [a, b] addressable (a <= b), keeping the content. */
@@ -124,6 +126,7 @@ static int store_reserve(wm_store *st, int64_t a, int64_t b, wm_acct *acct)
 /* Add c to key k; the key must be reserved. */
 static inline void store_put(wm_store *st, int64_t k, uint64_t c)
 {
+    st->nb += st->c[k - st->off] == 0;
     st->c[k - st->off] += c;
     if (st->lo > st->hi) {
         st->lo = st->hi = k;
@@ -151,13 +154,16 @@ static void store_collapse(wm_store *st, int d)
     if (d <= 0 || store_empty(st))
         return;
     int64_t nlo = shift_key(st->lo, d), nhi = shift_key(st->hi, d);
+    uint32_t nb = 0;
     for (int64_t k = st->lo; k <= st->hi; k++) {
         uint64_t x = st->c[k - st->off];
         if (!x)
             continue;
         st->c[k - st->off] = 0;
+        nb += st->c[shift_key(k, d) - nlo] == 0;
         st->c[shift_key(k, d) - nlo] += x;
     }
+    st->nb = nb;
     st->off = nlo;
     st->lo = nlo;
     st->hi = nhi;
@@ -218,6 +224,7 @@ int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src)
                (size_t)(ss[i]->hi - ss[i]->lo + 1) * sizeof(uint64_t));
         ds[i]->lo = ss[i]->lo;
         ds[i]->hi = ss[i]->hi;
+        ds[i]->nb = ss[i]->nb;
     }
     return WM_OK;
 }
@@ -262,7 +269,7 @@ int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
     }
     int64_t k = shift_key(base_key(m, s->mult), s->collapses);
     if (st->lo <= k && k <= st->hi) {   /* the common case: inside the used range */
-        st->c[k - st->off] += 1;
+        st->nb += st->c[k - st->off]++ == 0;
         return WM_OK;
     }
     return add_outside(s, st, k);
@@ -398,13 +405,7 @@ static inline int64_t unzigzag(uint64_t z)
     return (z & 1) ? -(int64_t)(z >> 1) - 1 : (int64_t)(z >> 1);
 }
 
-static uint32_t store_nbins(const wm_store *st)
-{
-    uint32_t n = 0;
-    for (int64_t k = st->lo; k <= st->hi; k++)
-        n += st->c[k - st->off] != 0;
-    return n;
-}
+static inline uint32_t store_nbins(const wm_store *st) { return st->nb; }
 
 uint32_t wm_sketch_num_bins(const wm_sketch *s)
 {
@@ -418,16 +419,21 @@ size_t wm_sketch_body_bound(const wm_sketch *s)
 
 static size_t encode_store(const wm_store *st, uint8_t *out)
 {
-    size_t p = wm_put_varint(out, store_nbins(st));
-    int first = 1;
-    int64_t prev = 0;
-    for (int64_t k = st->lo; k <= st->hi; k++) {
-        uint64_t x = st->c[k - st->off];
+    size_t p = wm_put_varint(out, st->nb);
+    if (!st->nb)
+        return p;
+    const uint64_t *c = st->c;
+    const int64_t off = st->off;
+    int64_t k = st->lo, hi = st->hi, prev = k;
+    /* lo is a non-empty bin by definition */
+    p += wm_put_varint(out + p, zigzag(k));
+    p += wm_put_varint(out + p, c[k - off]);
+    for (k = k + 1; k <= hi; k++) {
+        uint64_t x = c[k - off];
         if (!x)
             continue;
-        p += wm_put_varint(out + p, first ? zigzag(k) : (uint64_t)(k - prev));
+        p += wm_put_varint(out + p, (uint64_t)(k - prev));
         p += wm_put_varint(out + p, x);
-        first = 0;
         prev = k;
     }
     return p;

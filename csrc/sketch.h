@@ -37,6 +37,7 @@ typedef struct {
     int64_t off;
     int64_t lo, hi;  /* non-empty key range; lo > hi when empty */
     uint32_t cap;
+    uint32_t nb;     /* non-zero bins */
 } wm_store;
 
 typedef struct {
