@@ -1,4 +1,4 @@
-"""The storage contract: every backend (memory, SQLite, PostgreSQL plain and TimescaleDB) passes it."""
+"""The storage contract: memory, SQLite, PostgreSQL (plain) and TimescaleDB all pass it."""
 from __future__ import annotations
 
 import math
@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from wedmetrics.buckets import BucketBatch, SeriesKey
+from wedmetrics.buckets import SeriesKey
 from wedmetrics.storage import AlertEvent, InvalidKeyError, StorageBackend
 
 from .helpers import make_batch, minute_batch

@@ -20,12 +20,9 @@ from ..aggregation import WindowStats
 from ..buckets import SERIES_KINDS, BucketBatch, SeriesKey
 from ..clock import parse_duration
 
-__all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key", "check_text",
-           "key_problem", "key_digest", "labels_text", "labels_from_text",
-           "parse_retention", "merge_rows", "state_json", "ALERT_STATUSES"]
-
-ALERT_STATUSES = ("pending", "firing", "resolved", "silenced", "inhibited", "escalated",
-                  "acknowledged")
+__all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key",
+           "check_text", "key_problem", "key_digest", "labels_text", "labels_from_text",
+           "parse_retention", "merge_rows", "state_json"]
 
 
 class InvalidKeyError(ValueError):

@@ -11,7 +11,8 @@ from typing import Iterable
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
 from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, key_digest,
-                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention, state_json)
+                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention,
+                   state_json)
 
 __all__ = ["SQLiteBackend", "SCHEMA_VERSION"]
 
