@@ -283,3 +283,20 @@ def test_partition_dropped_by_another_process_is_recreated(pg_schema):
     assert writer.row_count() == 10
     writer.close()
     cleaner.close()
+
+
+def test_engine_history_merges_postgres_and_memory(pg_schema, layout):
+    clock = wm.ManualClock(T0)
+    engine = wm.MetricsEngine(clock=clock, storage=backend(pg_schema, layout=layout),
+                              retention={"1m": "20m"}, flush_options={"thread": False})
+    h = engine.series("api.latency", labels={"route": "/photos"})
+    rng = np.random.default_rng(12)
+    values = rng.lognormal(-2, 1, size=(60, 10))
+    ts = T0 + np.repeat(np.arange(60) * 60.0, 10) + np.tile(np.arange(10) * 5.0, 60)
+    engine.record_many(np.full(600, h.id), ts, values.ravel())
+    clock.set(T0 + 3600 + 10)
+    hist = engine.history(h, "1m", T0, T0 + 3600)
+    np.testing.assert_array_equal(hist.start, T0 + 60 * np.arange(60))
+    np.testing.assert_array_equal(hist.count, np.full(60, 10))
+    np.testing.assert_allclose(hist.sum, values.sum(axis=1), rtol=1e-9)
+    engine.close()

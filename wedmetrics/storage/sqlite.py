@@ -5,7 +5,6 @@ import itertools
 import json
 import sqlite3
 import threading
-import time
 from typing import Iterable
 
 from ..aggregation import WindowStats
@@ -316,5 +315,7 @@ def migrate(db: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> int:
             if found < version <= upto:
                 for sql in statements:
                     db.execute(sql)
-                db.execute("INSERT INTO wm_schema VALUES (?, ?)", (version, time.time()))
+                # the database's clock, not the engine's: this is bookkeeping
+                db.execute("INSERT INTO wm_schema VALUES (?, CAST(strftime('%s', 'now') AS REAL))",
+                           (version,))
     return found
