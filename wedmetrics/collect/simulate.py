@@ -45,7 +45,7 @@ __all__ = ["WeddingTraffic", "TrafficBatch", "SeriesDef", "Incident", "TrafficSo
            "register_series", "wedding_calendar", "BLOCK_SECONDS", "DEFAULT_START", "INCIDENT_KINDS"]
 
 #: Points of a block depend only on (seed, block index); see the module docs.
-BLOCK_SECONDS = 600
+BLOCK_SECONDS = 60
 #: Saturday 2026-06-13 12:00 UTC: a wedding Saturday afternoon.
 DEFAULT_START = _dt.datetime(2026, 6, 13, 12, tzinfo=_dt.timezone.utc).timestamp()
 INCIDENT_KINDS = ("latency_spike", "error_burst", "vendor_silent")
@@ -374,11 +374,18 @@ class WeddingTraffic:
         parts = [self._block(b) for b in range(int(t0 // BLOCK_SECONDS),
                                                int(math.ceil(t1 / BLOCK_SECONDS)))]
         if parts:
-            ids = np.concatenate([p[0] for p in parts])
-            ts = np.concatenate([p[1] for p in parts])
-            values = np.concatenate([p[2] for p in parts])
-            lo, hi = np.searchsorted(ts, t0, "left"), np.searchsorted(ts, t1, "left")
-            ids, ts, values = ids[lo:hi], ts[lo:hi], values[lo:hi]
+            # slice each block before joining: a short window of a big block
+            # must not copy the whole block
+            cut = []
+            for p_ids, p_ts, p_vals in parts:
+                lo, hi = np.searchsorted(p_ts, t0, "left"), np.searchsorted(p_ts, t1, "left")
+                cut.append((p_ids[lo:hi], p_ts[lo:hi], p_vals[lo:hi]))
+            if len(cut) == 1:
+                ids, ts, values = (a.copy() for a in cut[0])
+            else:
+                ids = np.concatenate([c[0] for c in cut])
+                ts = np.concatenate([c[1] for c in cut])
+                values = np.concatenate([c[2] for c in cut])
         else:
             ids, ts, values = (np.empty(0, np.int64), np.empty(0), np.empty(0))
         return TrafficBatch(ids, ts, values, self.series, self.incidents(t0, t1), t0, t1)
