@@ -40,6 +40,17 @@ static inline int64_t base_key(double magnitude, double mult)
     return (int64_t)ceil(log(magnitude) * mult);
 }
 
+static inline size_t put_varint(uint8_t *out, uint64_t n)
+{
+    size_t i = 0;
+    while (n >= 0x80) {
+        out[i++] = (uint8_t)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    out[i++] = (uint8_t)n;
+    return i;
+}
+
 /* ---- store ------------------------------------------------------------ */
 
 static inline int store_empty(const wm_store *st) { return st->lo > st->hi; }
@@ -57,6 +68,8 @@ static void store_init(wm_store *st)
     st->hi = 0;
     st->cap = 0;
     st->nb = 0;
+    st->ntk = 0;
+    st->tbase = 0;
 }
 
 static void store_free(wm_store *st, wm_acct *acct)
@@ -67,11 +80,32 @@ static void store_free(wm_store *st, wm_acct *acct)
 
 static void store_clear(wm_store *st)
 {
-    if (!store_empty(st))
+    if (st->ntk != WM_UNTRACKED) {
+        for (int i = 0; i < st->ntk; i++)
+            st->c[st->tbase + st->tk[i] - st->off] = 0;
+    } else if (!store_empty(st)) {
         memset(st->c + (st->lo - st->off), 0, (size_t)(st->hi - st->lo + 1) * sizeof(uint64_t));
+    }
     st->lo = 1;
     st->hi = 0;
     st->nb = 0;
+    st->ntk = 0;
+}
+
+/* A bin of key k turns non-empty. */
+static inline void store_track(wm_store *st, int64_t k)
+{
+    st->nb++;
+    if (st->ntk < WM_TRACKED) {
+        if (st->ntk == 0)
+            st->tbase = k;
+        int64_t d = k - st->tbase;
+        if (d >= INT16_MIN && d <= INT16_MAX) {
+            st->tk[st->ntk++] = (int16_t)d;
+            return;
+        }
+    }
+    st->ntk = WM_UNTRACKED;
 }
 
 /* Make keys [a, b] addressable (a <= b), keeping the content. */
@@ -126,7 +160,8 @@ static int store_reserve(wm_store *st, int64_t a, int64_t b, wm_acct *acct)
 /* Add c to key k; the key must be reserved. */
 static inline void store_put(wm_store *st, int64_t k, uint64_t c)
 {
-    st->nb += st->c[k - st->off] == 0;
+    if (st->c[k - st->off] == 0)
+        store_track(st, k);
     st->c[k - st->off] += c;
     if (st->lo > st->hi) {
         st->lo = st->hi = k;
@@ -164,6 +199,7 @@ static void store_collapse(wm_store *st, int d)
         st->c[shift_key(k, d) - nlo] += x;
     }
     st->nb = nb;
+    st->ntk = WM_UNTRACKED;   /* keys moved; clear and encode scan the span */
     st->off = nlo;
     st->lo = nlo;
     st->hi = nhi;
@@ -225,6 +261,7 @@ int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src)
         ds[i]->lo = ss[i]->lo;
         ds[i]->hi = ss[i]->hi;
         ds[i]->nb = ss[i]->nb;
+        ds[i]->ntk = WM_UNTRACKED;
     }
     return WM_OK;
 }
@@ -269,7 +306,10 @@ int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
     }
     int64_t k = shift_key(base_key(m, s->mult), s->collapses);
     if (st->lo <= k && k <= st->hi) {   /* the common case: inside the used range */
-        st->nb += st->c[k - st->off]++ == 0;
+        uint64_t *cell = &st->c[k - st->off];
+        if (*cell == 0)
+            store_track(st, k);
+        *cell += 1;
         return WM_OK;
     }
     return add_outside(s, st, k);
@@ -364,16 +404,7 @@ int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
 
 /* ---- varints and body ---------------------------------------------------- */
 
-size_t wm_put_varint(uint8_t *out, uint64_t n)
-{
-    size_t i = 0;
-    while (n >= 0x80) {
-        out[i++] = (uint8_t)((n & 0x7F) | 0x80);
-        n >>= 7;
-    }
-    out[i++] = (uint8_t)n;
-    return i;
-}
+size_t wm_put_varint(uint8_t *out, uint64_t n) { return put_varint(out, n); }
 
 int wm_get_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
 {
@@ -419,21 +450,43 @@ size_t wm_sketch_body_bound(const wm_sketch *s)
 
 static size_t encode_store(const wm_store *st, uint8_t *out)
 {
-    size_t p = wm_put_varint(out, st->nb);
+    size_t p = put_varint(out, st->nb);
     if (!st->nb)
         return p;
+    if (st->ntk != WM_UNTRACKED) {
+        /* few bins: sort their list (insertion sort of <= 12) */
+        int16_t d[WM_TRACKED];
+        int n = st->ntk;
+        for (int i = 0; i < n; i++) {
+            int16_t x = st->tk[i];
+            int j = i;
+            while (j > 0 && d[j - 1] > x) {
+                d[j] = d[j - 1];
+                j--;
+            }
+            d[j] = x;
+        }
+        int64_t prev = 0;
+        for (int i = 0; i < n; i++) {
+            int64_t k = st->tbase + d[i];
+            p += put_varint(out + p, i == 0 ? zigzag(k) : (uint64_t)(k - prev));
+            p += put_varint(out + p, st->c[k - st->off]);
+            prev = k;
+        }
+        return p;
+    }
     const uint64_t *c = st->c;
     const int64_t off = st->off;
     int64_t k = st->lo, hi = st->hi, prev = k;
     /* lo is a non-empty bin by definition */
-    p += wm_put_varint(out + p, zigzag(k));
-    p += wm_put_varint(out + p, c[k - off]);
+    p += put_varint(out + p, zigzag(k));
+    p += put_varint(out + p, c[k - off]);
     for (k = k + 1; k <= hi; k++) {
         uint64_t x = c[k - off];
         if (!x)
             continue;
-        p += wm_put_varint(out + p, (uint64_t)(k - prev));
-        p += wm_put_varint(out + p, x);
+        p += put_varint(out + p, (uint64_t)(k - prev));
+        p += put_varint(out + p, x);
         prev = k;
     }
     return p;
@@ -441,7 +494,7 @@ static size_t encode_store(const wm_store *st, uint8_t *out)
 
 size_t wm_sketch_body_encode(const wm_sketch *s, uint8_t *out)
 {
-    size_t p = wm_put_varint(out, s->zero);
+    size_t p = put_varint(out, s->zero);
     p += encode_store(&s->neg, out + p);
     p += encode_store(&s->pos, out + p);
     return p;
@@ -501,7 +554,7 @@ static void load_store(wm_store *st, const uint8_t *buf, size_t len, const store
     size_t p = sc->start;
     int64_t prev = 0;
     for (uint64_t i = 0; i < sc->n; i++) {
-        uint64_t step, c;
+        uint64_t step = 0, c = 0;
         wm_get_varint(buf, len, &p, &step);
         wm_get_varint(buf, len, &p, &c);
         int64_t k = i == 0 ? unzigzag(step) : prev + (int64_t)step;

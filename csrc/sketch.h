@@ -29,6 +29,9 @@
 #define WM_MIN_ALPHA 1e-6
 #define WM_HEADER_SIZE 50
 
+#define WM_TRACKED 12
+#define WM_UNTRACKED 255
+
 /* Optional byte counter that every allocation of a sketch adds to. */
 typedef int64_t wm_acct;
 
@@ -38,6 +41,12 @@ typedef struct {
     int64_t lo, hi;  /* non-empty key range; lo > hi when empty */
     uint32_t cap;
     uint32_t nb;     /* non-zero bins */
+    /* While a store has few bins (the usual open 1 s bucket) it also lists
+     * them, as key - tbase, so encoding and clearing cost O(bins) instead of
+     * O(key span).  ntk == WM_UNTRACKED once the list overflowed. */
+    int64_t tbase;
+    int16_t tk[WM_TRACKED];
+    uint8_t ntk;
 } wm_store;
 
 typedef struct {
