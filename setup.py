@@ -73,6 +73,7 @@ class OptionalBuildExt(build_ext):
     """build_ext that turns compile failures into a warning unless required."""
 
     def run(self):
+        self._broken = set()
         try:
             super().run()
         except Exception as exc:
@@ -82,7 +83,17 @@ class OptionalBuildExt(build_ext):
         try:
             super().build_extension(ext)
         except Exception as exc:
+            self._broken.add(ext.name)
             self._failed(exc)
+
+    def copy_extensions_to_source(self):
+        # never copy a stale artifact of an earlier build in place of one that failed
+        kept = self.extensions
+        self.extensions = [e for e in kept if e.name not in self._broken]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = kept
 
     def _failed(self, exc):
         if REQUIRE:

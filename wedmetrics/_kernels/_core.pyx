@@ -298,6 +298,12 @@ cdef class Core:
         Seconds a bucket stays open after its end.
     alpha, max_bins :
         Sketch accuracy and bins bound.
+
+    Notes
+    -----
+    ``lock`` exists for API parity with the reference; the compiled core
+    does not take it: every method holds the GIL for its whole call into C,
+    which is what serialises concurrent recorders.
     """
 
     def __cinit__(self, *args, **kwargs):
