@@ -354,6 +354,11 @@ static int fit_level(int start, uint32_t max_bins, const int64_t *alo, const int
 static int add_outside(wm_sketch *s, wm_store *st, int64_t k)
 {
     int is_pos = st == &s->pos;
+    /* the usual case: the widened span still fits, no collapse */
+    int64_t lo = store_empty(st) || k < st->lo ? k : st->lo;
+    int64_t hi = store_empty(st) || k > st->hi ? k : st->hi;
+    if (hi - lo + 1 + store_span(is_pos ? &s->neg : &s->pos) <= (int64_t)s->max_bins)
+        return store_add(st, k, 1, s->acct);
     int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
     int64_t blo[2] = {is_pos ? k : 1, is_pos ? 1 : k}, bhi[2] = {is_pos ? k : 0, is_pos ? 0 : k};
     int L = fit_level(s->collapses, s->max_bins, alo, ahi, s->collapses, blo, bhi, s->collapses);
