@@ -8,8 +8,10 @@
 
 struct wm_series {
     int64_t closed_until;   /* finest idx below which everything is closed */
-    wm_bucket *open;        /* sorted by idx; [n_open, open_cap) are cleared spares */
-    uint32_t n_open, open_cap;
+    wm_bucket *open;        /* circular: open_at(s, i) for i < n_open, sorted by idx;
+                             * every other entry is a cleared spare, so closing
+                             * the oldest bucket just moves the head */
+    uint32_t n_open, open_cap, open_head;
     uint32_t acc_mask;      /* bit l: the level-l bucket acc_idx[l] is open */
     int64_t sid;
     double last_value, last_ts;
@@ -21,6 +23,14 @@ struct wm_series {
                              * merged when it closes (retention guarantees they
                              * are all still there) */
 };
+
+static inline wm_bucket *open_at(const wm_series *s, uint32_t i)
+{
+    uint32_t p = s->open_head + i;
+    if (p >= s->open_cap)
+        p -= s->open_cap;
+    return &s->open[p];
+}
 
 struct wm_core {
     int nlevels;
@@ -526,25 +536,17 @@ static int advance_series(wm_core *c, wm_series *s)
         return WM_OK;
     s->closed_until = until;
     uint32_t k = 0;
-    while (k < s->n_open && s->open[k].idx < until) {
-        if (close_bucket(c, s, 0, s->open[k].idx, &s->open[k].sk))
+    while (k < s->n_open && open_at(s, k)->idx < until) {
+        if (close_bucket(c, s, 0, open_at(s, k)->idx, &open_at(s, k)->sk))
             return WM_ENOMEM;
         k++;
     }
     if (k) {
-        /* the closed buckets become cleared spares at the end of the array */
-        uint32_t live = s->n_open - k;
-        wm_bucket tmp[8];
-        for (uint32_t done = 0; done < k;) {
-            uint32_t m = k - done < 8 ? k - done : 8;
-            memcpy(tmp, s->open, m * sizeof(wm_bucket));
-            memmove(s->open, s->open + m, (s->n_open - done - m) * sizeof(wm_bucket));
-            memcpy(s->open + (s->n_open - done - m), tmp, m * sizeof(wm_bucket));
-            done += m;
-        }
-        for (uint32_t i = live; i < s->n_open; i++)
-            wm_sketch_clear(&s->open[i].sk);
-        s->n_open = live;
+        /* the closed buckets become cleared spares behind the new head */
+        for (uint32_t i = 0; i < k; i++)
+            wm_sketch_clear(&open_at(s, i)->sk);
+        s->open_head = (s->open_head + k) % s->open_cap;
+        s->n_open -= k;
     }
     for (int l = 1; l < c->nlevels; l++) {
         if ((s->acc_mask >> l & 1u) && (s->acc_idx[l] + 1) * c->ratios[l] <= until) {
@@ -581,30 +583,35 @@ double wm_core_watermark(const wm_core *c) { return c->watermark; }
 static wm_bucket *open_bucket(wm_core *c, wm_series *s, int64_t idx)
 {
     uint32_t n = s->n_open;
-    if (n && s->open[n - 1].idx == idx)
-        return &s->open[n - 1];
+    if (n && open_at(s, n - 1)->idx == idx)
+        return open_at(s, n - 1);
     uint32_t pos = n;
-    while (pos && s->open[pos - 1].idx > idx)
+    while (pos && open_at(s, pos - 1)->idx > idx)
         pos--;
-    if (pos && s->open[pos - 1].idx == idx)
-        return &s->open[pos - 1];
+    if (pos && open_at(s, pos - 1)->idx == idx)
+        return open_at(s, pos - 1);
     if (n == s->open_cap) {
+        /* full: a new array in logical order, the new entries spares */
         uint32_t ncap = s->open_cap ? s->open_cap * 2 : 2;
-        wm_bucket *p = xrealloc(c, s->open, (size_t)s->open_cap * sizeof(wm_bucket),
-                                (size_t)ncap * sizeof(wm_bucket));
+        wm_bucket *p = xrealloc(c, NULL, 0, (size_t)ncap * sizeof(wm_bucket));
         if (!p)
             return NULL;
-        for (uint32_t i = s->open_cap; i < ncap; i++)
+        for (uint32_t i = 0; i < n; i++)
+            p[i] = *open_at(s, i);
+        for (uint32_t i = n; i < ncap; i++)
             wm_sketch_init(&p[i].sk, c->alpha, c->max_bins, &c->mem);
+        xfree(c, s->open, (size_t)s->open_cap * sizeof(wm_bucket));
         s->open = p;
         s->open_cap = ncap;
+        s->open_head = 0;
     }
-    wm_bucket spare = s->open[n];
-    memmove(s->open + pos + 1, s->open + pos, (n - pos) * sizeof(wm_bucket));
+    wm_bucket spare = *open_at(s, n);
+    for (uint32_t j = n; j > pos; j--)
+        *open_at(s, j) = *open_at(s, j - 1);
     spare.idx = idx;
-    s->open[pos] = spare;
+    *open_at(s, pos) = spare;
     s->n_open = n + 1;
-    return &s->open[pos];
+    return open_at(s, pos);
 }
 
 static inline int record_one(wm_core *c, int64_t sid, double v, double ts)
@@ -721,7 +728,7 @@ static int cover(wm_core *c, const wm_series *s, int level, int64_t lo, int64_t 
         if (absorb_ring_span(&s->rings[0], lo, min64(hi, s->closed_until), acc))
             return WM_ENOMEM;
         for (uint32_t i = 0; i < s->n_open; i++) {
-            const wm_bucket *b = &s->open[i];
+            const wm_bucket *b = open_at(s, i);
             if (lo <= b->idx && b->idx < hi && wm_sketch_merge(acc, &b->sk))
                 return WM_ENOMEM;
         }
@@ -817,7 +824,7 @@ int wm_core_buckets(wm_core *c, int64_t sid, int level, int64_t lo, int64_t hi, 
                 row->sk.sum = 0.0 + sl->sum;
         }
     }
-    int64_t newest = s->n_open ? s->open[s->n_open - 1].idx : s->closed_until - 1;
+    int64_t newest = s->n_open ? open_at(s, s->n_open - 1)->idx : s->closed_until - 1;
     int64_t top = min64(hi, wm_floordiv(newest, r) + 1);
     for (int64_t j = max64(lo, closed); j < top; j++) {
         wm_row *row = rows_push(out, j, 0, c->alpha, c->max_bins);
