@@ -598,8 +598,10 @@ static wm_bucket *open_bucket(wm_core *c, wm_series *s, int64_t idx)
             return NULL;
         for (uint32_t i = 0; i < n; i++)
             p[i] = *open_at(s, i);
-        for (uint32_t i = n; i < ncap; i++)
+        for (uint32_t i = n; i < ncap; i++) {
             wm_sketch_init(&p[i].sk, c->alpha, c->max_bins, &c->mem);
+            wm_sketch_allow_small(&p[i].sk);
+        }
         xfree(c, s->open, (size_t)s->open_cap * sizeof(wm_bucket));
         s->open = p;
         s->open_cap = ncap;

@@ -70,6 +70,8 @@ static void store_init(wm_store *st)
     st->nb = 0;
     st->ntk = 0;
     st->tbase = 0;
+    st->sm = 0;
+    st->small_ok = 0;
 }
 
 static void store_free(wm_store *st, wm_acct *acct)
@@ -80,7 +82,9 @@ static void store_free(wm_store *st, wm_acct *acct)
 
 static void store_clear(wm_store *st)
 {
-    if (st->ntk != WM_UNTRACKED) {
+    if (st->sm) {
+        /* nothing in the dense array */
+    } else if (st->ntk != WM_UNTRACKED) {
         for (int i = 0; i < st->ntk; i++)
             st->c[st->tbase + st->tk[i] - st->off] = 0;
     } else if (!store_empty(st)) {
@@ -90,6 +94,7 @@ static void store_clear(wm_store *st)
     st->hi = 0;
     st->nb = 0;
     st->ntk = 0;
+    st->sm = st->small_ok;
 }
 
 /* A bin of key k turns non-empty. */
@@ -154,6 +159,27 @@ static int store_reserve(wm_store *st, int64_t a, int64_t b, wm_acct *acct)
     st->c = nc;
     st->cap = ncap;
     st->off = noff;
+    return WM_OK;
+}
+
+/* Leave small mode: counts move into the dense array (tk stays valid). */
+static int store_densify(wm_store *st, wm_acct *acct)
+{
+    if (!st->sm)
+        return WM_OK;
+    if (st->nb) {
+        int64_t lo = st->lo, hi = st->hi;
+        st->lo = 1;   /* the dense array holds nothing yet */
+        st->hi = 0;
+        int rc = store_reserve(st, lo, hi, acct);
+        st->lo = lo;
+        st->hi = hi;
+        if (rc)
+            return rc;
+        for (uint32_t i = 0; i < st->nb; i++)
+            st->c[st->tbase + st->tk[i] - st->off] = st->tc[i];
+    }
+    st->sm = 0;
     return WM_OK;
 }
 
@@ -250,6 +276,18 @@ int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src)
     const wm_store *ss[2] = {&src->pos, &src->neg};
     wm_store *ds[2] = {&dst->pos, &dst->neg};
     for (int i = 0; i < 2; i++) {
+        ds[i]->small_ok = ss[i]->small_ok;
+        ds[i]->sm = ss[i]->sm;
+        if (ss[i]->sm) {   /* the small form is all in the struct */
+            memcpy(ds[i]->tk, ss[i]->tk, sizeof(ss[i]->tk));
+            memcpy(ds[i]->tc, ss[i]->tc, sizeof(ss[i]->tc));
+            ds[i]->tbase = ss[i]->tbase;
+            ds[i]->nb = ss[i]->nb;
+            ds[i]->ntk = ss[i]->ntk;
+            ds[i]->lo = ss[i]->lo;
+            ds[i]->hi = ss[i]->hi;
+            continue;
+        }
         if (store_empty(ss[i]))
             continue;
         if (store_reserve(ds[i], ss[i]->lo, ss[i]->hi, dst->acct)) {
@@ -266,17 +304,76 @@ int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src)
     return WM_OK;
 }
 
-static void collapse_to(wm_sketch *s, int level)
+static int collapse_to(wm_sketch *s, int level)
 {
     int d = level - s->collapses;
     if (d > 0) {
+        if (store_densify(&s->pos, s->acct) || store_densify(&s->neg, s->acct))
+            return WM_ENOMEM;
         store_collapse(&s->pos, d);
         store_collapse(&s->neg, d);
         s->collapses = level;
     }
+    return WM_OK;
+}
+
+void wm_sketch_allow_small(wm_sketch *s)
+{
+    s->pos.small_ok = s->neg.small_ok = 1;
+    if (store_empty(&s->pos) && !s->pos.c)
+        s->pos.sm = 1;
+    if (store_empty(&s->neg) && !s->neg.c)
+        s->neg.sm = 1;
 }
 
 static int add_outside(wm_sketch *s, wm_store *st, int64_t k);
+
+/* add() of key k to a store in small mode. */
+static int add_small(wm_sketch *s, wm_store *st, int64_t k)
+{
+    uint32_t n = st->nb;
+    int64_t d = k - st->tbase;
+    int fits16 = d >= INT16_MIN && d <= INT16_MAX;
+    if (n && fits16) {
+        for (uint32_t i = 0; i < n; i++) {
+            if (st->tk[i] == (int16_t)d) {
+                if (st->tc[i] == UINT32_MAX)
+                    goto dense;
+                st->tc[i]++;
+                return WM_OK;
+            }
+        }
+    }
+    if (n < WM_TRACKED && (n == 0 || fits16)) {
+        int64_t lo = n == 0 || k < st->lo ? k : st->lo;
+        int64_t hi = n == 0 || k > st->hi ? k : st->hi;
+        const wm_store *other = st == &s->pos ? &s->neg : &s->pos;
+        if (hi - lo + 1 + store_span(other) <= (int64_t)s->max_bins) {
+            if (n == 0) {
+                st->tbase = k;
+                d = 0;
+            }
+            st->tk[n] = (int16_t)d;
+            st->tc[n] = 1;
+            st->nb = n + 1;
+            st->ntk = (uint8_t)(n + 1);
+            st->lo = lo;
+            st->hi = hi;
+            return WM_OK;
+        }
+    }
+dense:
+    if (store_densify(st, s->acct))
+        return WM_ENOMEM;
+    if (st->lo <= k && k <= st->hi) {
+        uint64_t *cell = &st->c[k - st->off];
+        if (*cell == 0)
+            store_track(st, k);
+        *cell += 1;
+        return WM_OK;
+    }
+    return add_outside(s, st, k);
+}
 
 int wm_sketch_add(wm_sketch *s, double v) { return wm_sketch_add_point(s, v, v); }
 
@@ -305,6 +402,8 @@ int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
         return WM_OK;
     }
     int64_t k = shift_key(base_key(m, s->mult), s->collapses);
+    if (st->sm)
+        return add_small(s, st, k);
     if (st->lo <= k && k <= st->hi) {   /* the common case: inside the used range */
         uint64_t *cell = &st->c[k - st->off];
         if (*cell == 0)
@@ -363,7 +462,8 @@ static int add_outside(wm_sketch *s, wm_store *st, int64_t k)
     int64_t blo[2] = {is_pos ? k : 1, is_pos ? 1 : k}, bhi[2] = {is_pos ? k : 0, is_pos ? 0 : k};
     int L = fit_level(s->collapses, s->max_bins, alo, ahi, s->collapses, blo, bhi, s->collapses);
     int d = L - s->collapses;
-    collapse_to(s, L);
+    if (collapse_to(s, L))
+        return WM_ENOMEM;
     return store_add(st, shift_key(k, d), 1, s->acct);
 }
 
@@ -387,7 +487,8 @@ int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
     int64_t blo[2] = {o->pos.lo, o->neg.lo}, bhi[2] = {o->pos.hi, o->neg.hi};
     int start = s->collapses > o->collapses ? s->collapses : o->collapses;
     int L = fit_level(start, s->max_bins, alo, ahi, s->collapses, blo, bhi, o->collapses);
-    collapse_to(s, L);
+    if (store_densify(&s->pos, s->acct) || store_densify(&s->neg, s->acct) || collapse_to(s, L))
+        return WM_ENOMEM;
     int d = L - o->collapses;
     const wm_store *os[2] = {&o->pos, &o->neg};
     wm_store *ss[2] = {&s->pos, &s->neg};
@@ -397,6 +498,11 @@ int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
             continue;
         if (store_reserve(ss[i], shift_key(src->lo, d), shift_key(src->hi, d), s->acct))
             return WM_ENOMEM;
+        if (src->sm) {
+            for (uint32_t j = 0; j < src->nb; j++)
+                store_put(ss[i], shift_key(src->tbase + src->tk[j], d), src->tc[j]);
+            continue;
+        }
         for (int64_t k = src->lo; k <= src->hi; k++) {
             uint64_t x = src->c[k - src->off];
             if (x)
@@ -461,21 +567,25 @@ static size_t encode_store(const wm_store *st, uint8_t *out)
     if (st->ntk != WM_UNTRACKED) {
         /* few bins: sort their list (insertion sort of <= 12) */
         int16_t d[WM_TRACKED];
+        uint64_t cnt[WM_TRACKED];
         int n = st->ntk;
         for (int i = 0; i < n; i++) {
             int16_t x = st->tk[i];
+            uint64_t y = st->sm ? st->tc[i] : st->c[st->tbase + x - st->off];
             int j = i;
             while (j > 0 && d[j - 1] > x) {
                 d[j] = d[j - 1];
+                cnt[j] = cnt[j - 1];
                 j--;
             }
             d[j] = x;
+            cnt[j] = y;
         }
         int64_t prev = 0;
         for (int i = 0; i < n; i++) {
             int64_t k = st->tbase + d[i];
             p += put_varint(out + p, i == 0 ? zigzag(k) : (uint64_t)(k - prev));
-            p += put_varint(out + p, st->c[k - st->off]);
+            p += put_varint(out + p, cnt[i]);
             prev = k;
         }
         return p;
@@ -584,7 +694,8 @@ int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum
     int64_t bhi[2] = {pos.n ? pos.last : 0, neg.n ? neg.last : 0};
     int start = s->collapses > collapses ? s->collapses : collapses;
     int L = fit_level(start, s->max_bins, alo, ahi, s->collapses, blo, bhi, collapses);
-    collapse_to(s, L);
+    if (store_densify(&s->pos, s->acct) || store_densify(&s->neg, s->acct) || collapse_to(s, L))
+        return WM_ENOMEM;
     int d = L - collapses;
     if (pos.n) {
         if (store_reserve(&s->pos, shift_key(pos.first, d), shift_key(pos.last, d), s->acct))

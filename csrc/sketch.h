@@ -47,6 +47,11 @@ typedef struct {
     int64_t tbase;
     int16_t tk[WM_TRACKED];
     uint8_t ntk;
+    /* Small mode (open buckets of the core only): while sm is set the
+     * counts live in tc next to tk and the dense array is not touched at
+     * all; the store turns dense on the first bin that does not fit. */
+    uint8_t sm, small_ok;
+    uint32_t tc[WM_TRACKED];
 } wm_store;
 
 typedef struct {
@@ -63,6 +68,10 @@ typedef struct {
 void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct);
 void wm_sketch_free(wm_sketch *s);
 void wm_sketch_clear(wm_sketch *s);   /* empty, keeps its buffers */
+/* Let an (empty) sketch keep few bins in small mode.  Only for sketches
+ * that are added to, encoded, merged from and cleared: quantile() and
+ * bins() read the dense form. */
+void wm_sketch_allow_small(wm_sketch *s);
 int wm_sketch_copy(wm_sketch *dst, const wm_sketch *src);  /* dst uninitialised */
 
 /* Building (values must be finite: the caller checks). */
