@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+import wedmetrics as wm
 from wedmetrics.buckets import SeriesKey
 from wedmetrics.storage import AlertEvent, InvalidKeyError, StorageBackend
 
@@ -195,3 +196,118 @@ class TestBackendContract:
         assert len(b.read_buckets(key, 300.0, 0, 2e9)) == 6     # no rule for 5m
         assert b.apply_retention(now, {"5m": "15m"}) == 3
         assert b.apply_retention(now) == 0
+
+
+class TestSeveralWriters:
+    """Several processes (backend instances, each its own writer) storing one series."""
+
+    def test_two_writers_of_the_same_buckets_both_count(self, make_backend):
+        one, two = make_backend("org-a"), make_backend("org-a")
+        assert one.writer_id != two.writer_id
+        key = SeriesKey.of("api.latency", {"route": "/photos"})
+        b1, v1 = minute_batch(key, T0, 10, seed=11, local_id=3)
+        b2, v2 = minute_batch(key, T0 + 300, 10, seed=12, local_id=0)   # overlaps 5 minutes
+        assert one.write_buckets(b1) == 10
+        assert two.write_buckets(b2) == 10
+        for reader in (one, two, make_backend("org-a")):
+            got = reader.read_buckets(key, 60.0, 0, 2e9)
+            np.testing.assert_array_equal(got.start, T0 + 60 * np.arange(15))
+            np.testing.assert_array_equal(got.count, [5] * 5 + [10] * 5 + [5] * 5)
+            both = [np.r_[v1[i], v2[i - 5]] if 5 <= i < 10 else (v1[i] if i < 5 else v2[i - 5])
+                    for i in range(15)]
+            np.testing.assert_allclose(got.sum, [b.sum() for b in both], rtol=1e-12)
+            np.testing.assert_array_equal(got.min, [b.min() for b in both])
+            np.testing.assert_array_equal(got.max, [b.max() for b in both])
+            assert set(got.keys.values()) == {key}
+            for i in (4, 7):
+                merged = wm.Sketch.from_bytes(got.sketch[i])
+                assert merged.count == len(both[i])
+                for q in (0.5, 1.0):
+                    exact = lower_quantile(both[i], q)
+                    assert abs(merged.quantile(q) - exact) <= ALPHA * exact * 1.0001
+        everything = np.r_[v1.ravel(), v2.ravel()]
+        s = two.read_merged("api.latency", 60.0, 0, 2e9)
+        assert s.count == 100 and s.sum == pytest.approx(everything.sum(), rel=1e-12)
+        exact = lower_quantile(everything, 0.95)
+        assert abs(s.p95 - exact) <= ALPHA * exact * 1.0001
+        # each writer's own rows, the other's left out
+        mine = one.read_buckets(key, 60.0, 0, 2e9, exclude_writer=two.writer_id)
+        assert mine.count.tolist() == [5] * 10 and mine.sketch == b1.sketch
+        theirs = one.read_buckets(key, 60.0, T0 + 360, 2e9, exclude_writer=one.writer_id)
+        assert theirs.sketch == b2.sketch[1:]
+
+    def test_a_retry_stays_exactly_once_beside_another_writer(self, make_backend):
+        one, two = make_backend("org-a"), make_backend("org-a")
+        key = SeriesKey.of("jobs", kind="counter")
+        batch, _ = minute_batch(key, T0, 20, seed=13)
+        assert one.write_buckets(batch.take(slice(0, 12))) == 12
+        assert two.write_buckets(batch) == 20           # another process's rows
+        assert one.write_buckets(batch) == 8            # a retry: only what was missing
+        assert one.write_buckets(batch) == 0
+        assert two.write_buckets(batch.take(slice(5, 9))) == 0
+        got = make_backend("org-a").read_buckets(key, 60.0, 0, 2e9)
+        assert len(got) == 20 and got.count.tolist() == [10] * 20
+        # a writer id given twice is one writer: the second copy is a retry
+        again = make_backend("org-a", writer_id=one.writer_id)
+        assert again.write_buckets(batch) == 0
+
+    def test_writer_id_is_checked(self, make_backend):
+        with pytest.raises(ValueError, match="writer_id must be an int"):
+            make_backend("org-a", writer_id=-5)
+        assert make_backend("org-a", writer_id=0).writer_id == 0
+
+    def test_two_engines_give_the_global_p95_of_one(self, make_backend):
+        """The issue's scenario: two service instances record the same series into
+        the same buckets; storage answers as one engine fed all their points."""
+        rng = np.random.default_rng(14)
+        t1 = T0                    # a whole minute: two minute buckets
+        parts = [rng.lognormal(-2.0, 1.0, size=600), rng.lognormal(-1.0, 0.7, size=300)]
+        times = []
+        for values in parts:
+            engine = wm.MetricsEngine(clock=wm.ManualClock(t1), storage=make_backend("org-a"),
+                                      flush_options={"thread": False})
+            h = engine.series("lat", labels={"r": "a"})
+            ts = t1 + np.arange(len(values)) * (119.0 / len(values))   # two minutes
+            times.append(ts)
+            engine.record_many(np.full(len(values), h.id), ts, values)
+            engine.close()
+        everything = np.concatenate(parts)
+        whole_clock = wm.ManualClock(t1)
+        whole = wm.MetricsEngine(clock=whole_clock)
+        hw = whole.series("lat", labels={"r": "a"})
+        order = np.argsort(np.concatenate(times), kind="stable")
+        whole.record_many(np.full(len(order), hw.id), np.concatenate(times)[order],
+                          everything[order])
+        whole_clock.set(t1 + 600)
+        single = whole.query(hw, last="10m")
+        reader = make_backend("org-a")
+        key = SeriesKey.of("lat", {"r": "a"})
+        for width in (1.0, 60.0, 300.0, 3600.0):
+            rows = reader.read_buckets(key, width, 0, 2e9)
+            assert int(rows.count.sum()) == len(everything), width
+            assert len(np.unique(rows.start)) == len(rows), width
+        minutes = reader.read_buckets(key, 60.0, 0, 2e9)
+        per_minute = np.bincount(((np.concatenate(times) - t1) // 60).astype(int))
+        assert minutes.count.tolist() == per_minute.tolist() and len(per_minute) == 2
+        merged = reader.read_merged("lat", 60.0, 0, 2e9)
+        assert merged.count == single.count == len(everything)
+        assert merged.sum == pytest.approx(everything.sum(), rel=1e-9)
+        assert (merged.min, merged.max) == (everything.min(), everything.max())
+        for q in (0.5, 0.95, 0.99):
+            assert merged.quantile(q) == pytest.approx(single.quantile(q), rel=2 * ALPHA)
+            exact = lower_quantile(everything, q)
+            assert abs(merged.quantile(q) - exact) <= ALPHA * exact * 1.0001
+        whole.close()
+
+    def test_distinct_events_of_one_alert_at_one_instant_are_all_kept(self, make_backend):
+        one, two = make_backend("org-a"), make_backend("org-a")
+        noise = AlertEvent("al-1", "latency-high", "feedback", "info", T0,
+                           annotations={"verdict": "false_positive", "by": "ana"})
+        useful = AlertEvent("al-1", "latency-high", "feedback", "info", T0,
+                            annotations={"verdict": "confirmed", "by": "ben"})
+        assert one.write_alert_events([noise]) == 1
+        assert two.write_alert_events([useful, noise]) == 1     # noise: already stored
+        assert one.write_alert_events([noise, useful]) == 0
+        got = make_backend("org-a").read_alert_events(T0, T0 + 1)
+        assert sorted(got, key=lambda e: e.annotations["by"]) == [noise, useful]
+        assert got == one.read_alert_events(T0, T0 + 1)       # one stable order

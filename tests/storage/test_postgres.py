@@ -113,7 +113,7 @@ def test_layout_is_detected_and_recorded(pg_schema, layout):
     with connect() as conn:
         rows = conn.execute(f'SELECT version, layout FROM "{pg_schema}".wm_schema '
                             "ORDER BY version").fetchall()
-        assert rows == [(1, layout), (2, layout)]
+        assert rows == [(1, layout), (2, layout), (3, layout)]
         kind = conn.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n "
                             "ON n.oid = c.relnamespace WHERE n.nspname = %s "
                             "AND c.relname = 'wm_buckets'", (pg_schema,)).fetchone()[0]

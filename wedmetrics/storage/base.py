@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import secrets
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol, runtime_checkable
 
@@ -22,7 +23,8 @@ from ..clock import parse_duration
 
 __all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key",
            "check_text", "key_problem", "key_digest", "labels_text", "labels_from_text",
-           "parse_retention", "merge_rows", "state_json"]
+           "parse_retention", "merge_rows", "state_json", "new_writer_id", "check_writer_id",
+           "merge_writer_rows", "WRITER_ID_MAX"]
 
 
 class InvalidKeyError(ValueError):
@@ -33,8 +35,10 @@ class InvalidKeyError(ValueError):
 class AlertEvent:
     """One alert state change, as stored.  The org is implied by the backend.
 
-    ``(alert_id, status, ts)`` identifies an event: writing the same event
-    twice (a retried batch) stores it once.
+    ``(alert_id, status, ts, digest)`` identifies an event, where
+    :attr:`digest` covers every field: writing the same event twice (a
+    retried batch) stores it once, while two different events of the same
+    alert, status and instant (two people's feedback) are both kept.
     """
 
     alert_id: str
@@ -67,8 +71,14 @@ class AlertEvent:
                 check_text(f"AlertEvent.{name}[{k!r}]", v)
 
     @property
+    def digest(self) -> bytes:
+        """16 bytes of SHA-256 over the stored form of every field."""
+        text = json.dumps(list(self.to_row()), ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).digest()[:16]
+
+    @property
     def identity(self) -> tuple:
-        return (self.alert_id, self.status, float(self.ts))
+        return (self.alert_id, self.status, float(self.ts), self.digest)
 
     def to_row(self) -> tuple:
         return (self.alert_id, self.rule, self.status, self.severity,
@@ -105,20 +115,26 @@ class StorageBackend(Protocol):
     """
 
     org_id: str
+    writer_id: int
 
     def write_buckets(self, batch: BucketBatch) -> int:
         """Store closed buckets; returns rows newly stored.
 
-        Idempotent per ``(org, series, width, start)``: a row already stored
-        is skipped, so a retried batch never duplicates.  Raises
+        Idempotent per ``(org, series, width, start, writer)``: a row this
+        writer already stored is skipped, so a retried batch never
+        duplicates, while the same bucket from another writer (another
+        process recording the same series) is stored beside it.  Raises
         :class:`InvalidKeyError` before writing anything if a series key
         cannot be stored unchanged; connection problems raise the driver's
         own exceptions (the flusher retries those).
         """
 
-    def read_buckets(self, key: SeriesKey, width: float, start: float,
-                     end: float) -> BucketBatch:
-        """Rows of one series and width with ``start <= bucket start < end``, sorted."""
+    def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
+                     exclude_writer: int | None = None) -> BucketBatch:
+        """Rows of one series and width with ``start <= bucket start < end``, sorted,
+        one per bucket start: rows of several writers are merged (counts and
+        sums add, min/max combine, sketches merge).  ``exclude_writer`` leaves
+        one writer's rows out (history: the engine's own rows are in memory)."""
 
     def read_merged(self, name: str, width: float, start: float, end: float,
                     labels: dict | None = None) -> WindowStats:
@@ -130,7 +146,7 @@ class StorageBackend(Protocol):
         """Keys of the stored series of this org, optionally of one name."""
 
     def write_alert_events(self, events: Iterable[AlertEvent]) -> int:
-        """Store alert events (idempotent per ``(alert_id, status, ts)``)."""
+        """Store alert events (idempotent per ``(alert_id, status, ts, digest)``)."""
 
     def read_alert_events(self, start: float, end: float,
                           rule: str | None = None) -> list[AlertEvent]:
@@ -231,6 +247,26 @@ def state_json(rule: str, state: dict) -> str:
     return text
 
 
+# -- writers ----------------------------------------------------------------------
+WRITER_ID_MAX = 2 ** 63 - 1      # fits a signed 64-bit column in every database
+
+
+def new_writer_id() -> int:
+    """A random writer id in ``[1, 2**63 - 1]``; 0 marks rows stored before
+    writers had ids (schema version 2 and older)."""
+    return secrets.randbits(63) or 1
+
+
+def check_writer_id(writer_id) -> int:
+    """``writer_id`` as an int, a fresh random one for ``None``; ``ValueError`` otherwise."""
+    if writer_id is None:
+        return new_writer_id()
+    if isinstance(writer_id, bool) or not isinstance(writer_id, (int, np.integer)) \
+            or not 0 <= int(writer_id) <= WRITER_ID_MAX:
+        raise ValueError(f"writer_id must be an int in [0, 2**63 - 1], got {writer_id!r}")
+    return int(writer_id)
+
+
 # -- retention -----------------------------------------------------------------
 def parse_retention(retention: dict | None) -> dict[float, float]:
     """``{"1m": "30d", 3600: "1y"}`` -> ``{60.0: 2592000.0, 3600.0: 31536000.0}``."""
@@ -271,16 +307,54 @@ def merge_rows(count, total, lo, hi, sketches, start: float, end: float) -> Wind
 
 def batch_from_rows(key: SeriesKey, series_id: int, width: float, rows: list) -> BucketBatch:
     """A :class:`BucketBatch` of one series from ``(start, count, sum, min, max, sketch)``
-    rows already sorted by start."""
+    rows already sorted by start (then writer); rows of the same start, stored
+    by several writers, are merged into one (:func:`merge_writer_rows`)."""
     n = len(rows)
     if n == 0:
         return BucketBatch.empty()
     start, count, total, lo, hi, sketch = zip(*rows)
+    cols = (np.array(start, dtype=np.float64), np.array(count, dtype=np.int64),
+            np.array(total, dtype=np.float64), np.array(lo, dtype=np.float64),
+            np.array(hi, dtype=np.float64), [bytes(b) for b in sketch])
+    cols = merge_writer_rows(*cols)
+    n = len(cols[0])
     return BucketBatch(np.full(n, series_id, dtype=np.int64), np.full(n, width, dtype=np.float64),
-                       np.array(start, dtype=np.float64), np.array(count, dtype=np.int64),
-                       np.array(total, dtype=np.float64), np.array(lo, dtype=np.float64),
-                       np.array(hi, dtype=np.float64), [bytes(b) for b in sketch],
-                       {int(series_id): key})
+                       *cols, {int(series_id): key})
+
+
+def merge_writer_rows(start: np.ndarray, count: np.ndarray, total: np.ndarray, lo: np.ndarray,
+                      hi: np.ndarray, sketch: list) -> tuple:
+    """Columns sorted by start, merged to one row per start.
+
+    Several writers (processes recording the same series) each store their
+    own row of a bucket; a reader sees their union: counts and sums add,
+    min/max combine over the rows that hold points, sketches merge exactly.
+    Columns without a repeated start are returned as they are (the common,
+    single-writer case costs one vectorized comparison).
+    """
+    n = len(start)
+    if n < 2 or not (start[1:] == start[:-1]).any():
+        return start, count, total, lo, hi, sketch
+    first = np.flatnonzero(np.r_[True, start[1:] != start[:-1]])
+    size = np.diff(np.r_[first, n])
+    has = count > 0
+    # a row without points has no meaningful min/max; a group of only such
+    # rows keeps its first row's values
+    lo_m = np.minimum.reduceat(np.where(has, lo, np.inf), first)
+    hi_m = np.maximum.reduceat(np.where(has, hi, -np.inf), first)
+    any_points = np.add.reduceat(has.astype(np.int64), first) > 0
+    merged_sketch = []
+    for g, s in zip(first.tolist(), size.tolist()):
+        if s == 1:
+            merged_sketch.append(sketch[g])
+            continue
+        acc = Sketch.from_bytes(sketch[g])
+        for blob in sketch[g + 1:g + s]:
+            acc.merge(Sketch.from_bytes(blob))
+        merged_sketch.append(acc.to_bytes())
+    return (start[first], np.add.reduceat(count, first), np.add.reduceat(total, first),
+            np.where(any_points, lo_m, lo[first]), np.where(any_points, hi_m, hi[first]),
+            merged_sketch)
 
 
 def check_batch(batch: BucketBatch) -> None:

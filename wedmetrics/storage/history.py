@@ -55,9 +55,11 @@ def merge_history(stored: BucketBatch, memory: BucketBatch) -> BucketBatch:
 def history_columns(engine, target, resolution, start, end, memory: Columns) -> Columns:
     """``engine.history``: stored buckets of ``target`` merged with ``memory``.
 
-    Merging happens per series first (memory wins on the same bucket start,
-    since a bucket still in memory is at least as complete as its stored
-    copy), then across series per bucket start, merging sketches.  A metric
+    Merging happens per series first (memory wins over this engine's own
+    stored row of the same bucket start, since a bucket still in memory is at
+    least as complete as its stored copy; rows other writers stored for that
+    bucket are added to it), then across series per bucket start, merging
+    sketches.  A metric
     name also covers label sets only storage knows (written by another
     process or an earlier run).  Stored rows are ``closed=True``.
     """
@@ -76,16 +78,24 @@ def history_columns(engine, target, resolution, start, end, memory: Columns) -> 
     if isinstance(target, str):
         for key in engine.storage.series_keys(target):
             per_key.setdefault(key, None)
+    own = getattr(engine.storage, "writer_id", None)
     merged: dict[float, list] = {}
     for key, mem in per_key.items():
         stored = engine.storage.read_buckets(key, width, lo, hi)
         in_memory = set(mem["start"].tolist()) if mem is not None else set()
+        if in_memory and own is not None and len(stored):
+            # a bucket still in memory replaces this engine's own stored row of
+            # it, never the rows other writers (processes) stored for it
+            others = engine.storage.read_buckets(key, width, lo, hi, exclude_writer=own)
+            others = others.take(np.isin(others.start, list(in_memory)))
+            kept = stored.take(~np.isin(stored.start, list(in_memory)))
+            stored = BucketBatch.concat([kept, others])
+        elif in_memory:
+            stored = stored.take(~np.isin(stored.start, list(in_memory)))
         for i in range(len(stored)):
-            s = float(stored.start[i])
-            if s not in in_memory:
-                _add(merged, s, int(stored.count[i]), float(stored.sum[i]),
-                     float(stored.min[i]), float(stored.max[i]), True,
-                     Sketch.from_bytes(stored.sketch[i]))
+            _add(merged, float(stored.start[i]), int(stored.count[i]), float(stored.sum[i]),
+                 float(stored.min[i]), float(stored.max[i]), True,
+                 Sketch.from_bytes(stored.sketch[i]))
         if mem is not None:
             for i in range(len(mem)):
                 _add(merged, float(mem["start"][i]), int(mem["count"][i]),

@@ -7,8 +7,8 @@ from typing import Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, labels_match,
-                   merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_writer_id,
+                   labels_match, merge_rows, parse_retention, state_json)
 
 __all__ = ["MemoryBackend"]
 
@@ -29,13 +29,18 @@ class MemoryBackend:
         :meth:`apply_retention`.
     store : dict, optional
         Shared state of several backends (see :meth:`shared_store`).
+    writer_id : int, optional
+        Identity of this writer in ``[0, 2**63 - 1]``, stored with every
+        bucket row; random by default.  Backends sharing a ``store`` with
+        different writer ids model several processes writing one database.
     """
 
     def __init__(self, org_id: str = "default", retention: dict | None = None,
-                 store: dict | None = None) -> None:
+                 store: dict | None = None, writer_id: int | None = None) -> None:
         if not isinstance(org_id, str) or not org_id:
             raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
         self.org_id = org_id
+        self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._store = store if store is not None else self.shared_store()
         self._lock = self._store["lock"]
@@ -67,22 +72,24 @@ class MemoryBackend:
             cols = zip(batch.series.tolist(), batch.width.tolist(), batch.start.tolist(),
                        batch.count.tolist(), batch.sum.tolist(), batch.min.tolist(),
                        batch.max.tolist(), batch.sketch)
+            writer = self.writer_id
             for local, width, start, count, total, lo, hi, blob in cols:
-                rows = buckets.setdefault((ids[local], width), {})
-                if start not in rows:
-                    rows[start] = (start, count, total, lo, hi, bytes(blob))
+                # (series, width) -> start -> writer -> row
+                writers = buckets.setdefault((ids[local], width), {}).setdefault(start, {})
+                if writer not in writers:
+                    writers[writer] = (start, count, total, lo, hi, bytes(blob))
                     written += 1
         return written
 
-    def read_buckets(self, key: SeriesKey, width: float, start: float,
-                     end: float) -> BucketBatch:
+    def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
+                     exclude_writer: int | None = None) -> BucketBatch:
         with self._lock:
             sid = self._org("series").get(key)
             if sid is None:
                 return BucketBatch.empty()
             rows = self._org("buckets").get((sid, float(width)), {})
-            chosen = sorted((r for s, r in rows.items() if start <= s < end),
-                            key=lambda r: r[0])
+            chosen = [rows[s][w] for s in sorted(s for s in rows if start <= s < end)
+                      for w in sorted(rows[s]) if w != exclude_writer]
         return batch_from_rows(key, sid, float(width), chosen)
 
     def read_merged(self, name: str, width: float, start: float, end: float,
@@ -118,7 +125,7 @@ class MemoryBackend:
             rows = list(self._org("events").values())
         out = [AlertEvent.from_row(r) for r in rows
                if start <= r[7] < end and (rule is None or r[1] == rule)]
-        return sorted(out, key=lambda e: (e.ts, e.alert_id, e.status))
+        return sorted(out, key=lambda e: (e.ts, e.alert_id, e.status, e.digest))
 
     def write_rule_state(self, rule: str, state: dict, ts: float) -> None:
         text = state_json(rule, state)
@@ -146,17 +153,17 @@ class MemoryBackend:
                 cutoff = now - keep[width]
                 old = [s for s in rows if s < cutoff]
                 for s in old:
-                    del rows[s]
-                removed += len(old)
+                    removed += len(rows.pop(s))
         return removed
 
     def row_count(self) -> int:
         with self._lock:
-            return sum(len(r) for r in self._org("buckets").values())
+            return sum(len(writers) for rows in self._org("buckets").values()
+                       for writers in rows.values())
 
     def close(self) -> None:
         self._closed = True
 
     def __repr__(self) -> str:
-        return f"<MemoryBackend org={self.org_id!r}>"
+        return f"<MemoryBackend org={self.org_id!r} writer={self.writer_id}>"
 

@@ -5,18 +5,30 @@ import itertools
 import json
 import sqlite3
 import threading
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, key_digest,
-                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention,
-                   state_json)
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_writer_id,
+                   key_digest, labels_from_text, labels_match, labels_text, merge_rows,
+                   parse_retention, state_json)
 
 __all__ = ["SQLiteBackend", "SCHEMA_VERSION"]
 
+
+
+def _copy_events_with_digests(db: sqlite3.Connection) -> None:
+    """Version 3: every stored alert event gets the digest its writer would compute now,
+    so that a retry of an event stored before the migration is still recognised."""
+    rows = db.execute("SELECT org_id, alert_id, rule, status, severity, labels, annotations, "
+                      "value, ts, wedding_id FROM wm_alert_events").fetchall()
+    db.executemany("INSERT INTO wm_alert_events_v3 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   [(*r, AlertEvent.from_row(r[1:]).digest) for r in rows])
+
+
 # Each step moves the schema one version up; a database records the steps it has.
-MIGRATIONS: list[tuple[int, list[str]]] = [
+# A step is SQL text or a function of the connection (for what SQL cannot compute).
+MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] = [
     (1, [
         """CREATE TABLE wm_series (
                series_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -45,13 +57,43 @@ MIGRATIONS: list[tuple[int, list[str]]] = [
         # reading events by time range was a full scan in version 1
         "CREATE INDEX wm_alert_events_ts ON wm_alert_events (org_id, ts)",
     ]),
+    (3, [
+        # several processes may store the same bucket of the same series:
+        # the writer is part of the key, rows from before it belong to writer 0
+        """CREATE TABLE wm_buckets_v3 (
+               org_id TEXT NOT NULL, series_id INTEGER NOT NULL,
+               width REAL NOT NULL, start REAL NOT NULL, writer_id INTEGER NOT NULL,
+               count INTEGER NOT NULL, sum REAL NOT NULL, min REAL NOT NULL, max REAL NOT NULL,
+               sketch BLOB NOT NULL,
+               PRIMARY KEY (series_id, width, start, writer_id)) WITHOUT ROWID""",
+        "INSERT INTO wm_buckets_v3 SELECT org_id, series_id, width, start, 0, count, sum, "
+        "min, max, sketch FROM wm_buckets",
+        "DROP TABLE wm_buckets",
+        "ALTER TABLE wm_buckets_v3 RENAME TO wm_buckets",
+        # two different events of one alert at one instant (two people's
+        # feedback) collapsed into one under the old key
+        """CREATE TABLE wm_alert_events_v3 (
+               org_id TEXT NOT NULL, alert_id TEXT NOT NULL, rule TEXT NOT NULL,
+               status TEXT NOT NULL, severity TEXT NOT NULL, labels TEXT NOT NULL,
+               annotations TEXT NOT NULL, value REAL, ts REAL NOT NULL, wedding_id TEXT,
+               digest BLOB NOT NULL,
+               PRIMARY KEY (org_id, alert_id, status, ts, digest))""",
+        _copy_events_with_digests,
+        "DROP TABLE wm_alert_events",
+        "ALTER TABLE wm_alert_events_v3 RENAME TO wm_alert_events",
+        "CREATE INDEX wm_alert_events_ts ON wm_alert_events (org_id, ts)",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
-_ONE_INSERT = "INSERT OR IGNORE INTO wm_buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-_ROWS_PER_INSERT = 500        # 4,500 parameters, below SQLite's 32,766 limit
+_BUCKET_COLUMNS = 10
+_ONE_INSERT = "INSERT OR IGNORE INTO wm_buckets VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+_ROWS_PER_INSERT = 500        # 5,000 parameters, below SQLite's 32,766 limit
 _MULTI_INSERT = ("INSERT OR IGNORE INTO wm_buckets VALUES "
-                 + ",".join(["(?,?,?,?,?,?,?,?,?)"] * _ROWS_PER_INSERT))
+                 + ",".join(["(?,?,?,?,?,?,?,?,?,?)"] * _ROWS_PER_INSERT))
+_READ = ("SELECT start, count, sum, min, max, sketch FROM wm_buckets "
+         "WHERE org_id = ? AND series_id = ? AND width = ? AND start >= ? AND start < ? ")
+_ORDER = "ORDER BY start, writer_id"
 
 
 class SQLiteBackend:
@@ -70,6 +112,11 @@ class SQLiteBackend:
         applied by :meth:`apply_retention`; resolutions not named are kept.
     timeout : float
         Seconds to wait for another writer's lock before failing.
+    writer_id : int, optional
+        Identity of this writer in ``[0, 2**63 - 1]``, stored in every bucket
+        row; random by default, so several processes (or several backends on
+        one file) never overwrite or skip each other's rows of a bucket.
+        Give a fixed id only to a writer that is one process at a time.
 
     Notes
     -----
@@ -84,16 +131,17 @@ class SQLiteBackend:
     >>> import wedmetrics as wm
     >>> backend = wm.SQLiteBackend(":memory:", org_id="org-1")
     >>> backend.schema_version()
-    2
+    3
     >>> backend.close()
     """
 
     def __init__(self, path, org_id: str = "default", retention: dict | None = None,
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, writer_id: int | None = None) -> None:
         if not isinstance(org_id, str) or not org_id:
             raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
         self.path = str(path)
         self.org_id = org_id
+        self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._lock = threading.RLock()
         # one connection shared by the flusher and readers, serialized by the lock
@@ -139,18 +187,19 @@ class SQLiteBackend:
             org = self.org_id
             sids = [local[i] for i in batch.series.tolist()]
             before = self._db.total_changes
-            rows = zip([org] * len(sids), sids, batch.width.tolist(), batch.start.tolist(),
-                       batch.count.tolist(), batch.sum.tolist(), batch.min.tolist(),
-                       batch.max.tolist(), batch.sketch)
+            n = len(sids)
+            rows = zip([org] * n, sids, batch.width.tolist(), batch.start.tolist(),
+                       [self.writer_id] * n, batch.count.tolist(), batch.sum.tolist(),
+                       batch.min.tolist(), batch.max.tolist(), batch.sketch)
             # many rows per statement: binding is the cost, stepping one
             # statement per row nearly doubles it
             flat = list(itertools.chain.from_iterable(rows))
-            n, per = len(sids), _ROWS_PER_INSERT
+            per, c = _ROWS_PER_INSERT, _BUCKET_COLUMNS
             full = n - n % per
             for i in range(0, full, per):
-                self._db.execute(_MULTI_INSERT, flat[i * 9:(i + per) * 9])
+                self._db.execute(_MULTI_INSERT, flat[i * c:(i + per) * c])
             if full < n:
-                self._db.executemany(_ONE_INSERT, zip(*[iter(flat[full * 9:])] * 9))
+                self._db.executemany(_ONE_INSERT, zip(*[iter(flat[full * c:])] * c))
             return self._db.total_changes - before
 
     def _lookup(self, key: SeriesKey) -> int | None:
@@ -164,17 +213,19 @@ class SQLiteBackend:
             sid = self._ids[key] = row[0]
         return sid
 
-    def read_buckets(self, key: SeriesKey, width: float, start: float,
-                     end: float) -> BucketBatch:
+    def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
+                     exclude_writer: int | None = None) -> BucketBatch:
         with self._lock:
             sid = self._lookup(key)
             if sid is None:
                 return BucketBatch.empty()
-            rows = self._db.execute(
-                "SELECT start, count, sum, min, max, sketch FROM wm_buckets "
-                "WHERE org_id = ? AND series_id = ? AND width = ? AND start >= ? AND start < ? "
-                "ORDER BY start", (self.org_id, sid, float(width), float(start),
-                                   float(end))).fetchall()
+            args: tuple = (self.org_id, sid, float(width), float(start), float(end))
+            if exclude_writer is None:
+                rows = self._db.execute(_READ + _ORDER, args).fetchall()
+            else:
+                rows = self._db.execute(_READ + "AND writer_id != ? " + _ORDER,
+                                        args + (int(exclude_writer),)).fetchall()
+        # rows of the same start from several writers become one
         return batch_from_rows(key, sid, float(width), rows)
 
     def read_merged(self, name: str, width: float, start: float, end: float,
@@ -202,8 +253,10 @@ class SQLiteBackend:
         with self._lock, self._tx():
             before = self._db.total_changes
             self._db.executemany(
-                "INSERT OR IGNORE INTO wm_alert_events VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(self.org_id, *e.to_row()) for e in events])
+                "INSERT OR IGNORE INTO wm_alert_events (org_id, alert_id, rule, status, "
+                "severity, labels, annotations, value, ts, wedding_id, digest) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(self.org_id, *e.to_row(), e.digest) for e in events])
             return self._db.total_changes - before
 
     def read_alert_events(self, start: float, end: float,
@@ -215,7 +268,8 @@ class SQLiteBackend:
             sql += " AND rule = ?"
             args += (rule,)
         with self._lock:
-            rows = self._db.execute(sql + " ORDER BY ts, alert_id, status", args).fetchall()
+            rows = self._db.execute(sql + " ORDER BY ts, alert_id, status, digest",
+                                   args).fetchall()
         return [AlertEvent.from_row(r) for r in rows]
 
     def write_rule_state(self, rule: str, state: dict, ts: float) -> None:
@@ -270,7 +324,7 @@ class SQLiteBackend:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<SQLiteBackend {self.path!r} org={self.org_id!r}>"
+        return f"<SQLiteBackend {self.path!r} org={self.org_id!r} writer={self.writer_id}>"
 
 
 class _Transaction:
@@ -313,8 +367,11 @@ def migrate(db: sqlite3.Connection, upto: int = SCHEMA_VERSION) -> int:
                                f"wedmetrics supports ({SCHEMA_VERSION}); upgrade wedmetrics")
         for version, statements in MIGRATIONS:
             if found < version <= upto:
-                for sql in statements:
-                    db.execute(sql)
+                for step in statements:
+                    if callable(step):
+                        step(db)
+                    else:
+                        db.execute(step)
                 # the database's clock, not the engine's: this is bookkeeping
                 db.execute("INSERT INTO wm_schema VALUES (?, CAST(strftime('%s', 'now') AS REAL))",
                            (version,))

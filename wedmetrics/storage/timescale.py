@@ -34,17 +34,19 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_text, key_digest,
-                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention,
-                   state_json)
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_text,
+                   check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
+                   merge_rows, parse_retention, state_json)
 
 __all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
 
 LAYOUTS = ("auto", "timescale", "plain")
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _PG_EPOCH = 946684800.0          # 2000-01-01T00:00:00Z, the zero of PostgreSQL timestamps
 _DAY = 86400.0
-_COLUMNS = "org_id, series_id, width, bucket_start, count, sum, min, max, sketch"
+_COLUMNS = "org_id, series_id, width, bucket_start, writer_id, count, sum, min, max, sketch"
+_EVENT_COLUMNS = ("org_id, alert_id, rule, status, severity, labels, annotations, value, ts, "
+                  "wedding_id, digest")
 _PART_NAME = re.compile(r"^wm_buckets_w(\d+)_p(-?\d+)$")
 
 
@@ -76,12 +78,16 @@ class TimescaleBackend:
         Bucket width the hourly/daily roll-ups are built from (default 1m).
     connect_timeout : float
         Seconds to wait for the server; the flusher retries after failures.
+    writer_id : int, optional
+        Identity of this writer in ``[0, 2**63 - 1]``, stored in every bucket
+        row; random by default, so several processes writing the same series
+        each keep their rows of a bucket and reads merge them.
 
     Notes
     -----
-    Writes are idempotent on ``(org_id, series_id, width, bucket_start)``
-    (the primary key leaves ``org_id`` out: a series id belongs to exactly
-    one org, and a shorter key makes COPY faster).  A
+    Writes are idempotent on ``(org_id, series_id, width, bucket_start,
+    writer_id)`` (the primary key leaves ``org_id`` out: a series id belongs
+    to exactly one org, and a shorter key makes COPY faster).  A
     batch is first sent by binary ``COPY`` straight into ``wm_buckets``; if
     any row is already there (a retried batch that had committed), the
     transaction rolls back and the batch goes through a staging table with
@@ -92,7 +98,7 @@ class TimescaleBackend:
     def __init__(self, dsn: str, org_id: str = "default", *, schema: str = "wedmetrics",
                  layout: str = "auto", retention: dict | None = None,
                  compress_after: str = "7 days", rollup_width=60.0,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float = 5.0, writer_id: int | None = None) -> None:
         if not isinstance(org_id, str) or not org_id:
             raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
         check_text("org_id", org_id)
@@ -104,6 +110,7 @@ class TimescaleBackend:
 
         self.dsn = dsn
         self.org_id = org_id
+        self.writer_id = check_writer_id(writer_id)
         self.schema = schema
         self.retention = parse_retention(retention)
         self.compress_after = compress_after
@@ -182,6 +189,10 @@ class TimescaleBackend:
                 self._create_v2(conn)
                 conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
                                      "VALUES (2, %s)"), (layout,))
+            if found < 3:
+                self._migrate_v3(conn, layout)
+                conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
+                                     "VALUES (3, %s)"), (layout,))
         self._partitions.clear()
 
     def _choose_layout(self, conn) -> str:
@@ -238,6 +249,61 @@ class TimescaleBackend:
     def _create_v2(self, conn) -> None:
         conn.execute(self._q("CREATE INDEX IF NOT EXISTS wm_alert_events_ts "
                              "ON {s}.wm_alert_events (org_id, ts)"))
+
+    def _migrate_v3(self, conn, layout: str) -> None:
+        """Version 3: the writer joins the bucket key, a digest joins the event key.
+
+        Rows stored before belong to writer 0.  On the timescale layout the
+        primary key and the compression order cannot change while chunks
+        are compressed: they are decompressed here (the compression policy,
+        re-added with its old ``compress_after``, compresses them again).
+        Continuous aggregates need nothing: they already sum every row of a
+        bucket, whichever writer stored it.
+        """
+        ex = conn.execute
+        table = f"{self.schema}.wm_buckets"
+        compress_after = None
+        if layout == "timescale":
+            row = ex("SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+                     "WHERE hypertable_schema = %s AND hypertable_name = 'wm_buckets' "
+                     "AND proc_name = 'policy_compression'", (self.schema,)).fetchone()
+            compress_after = row[0] if row and row[0] else self.compress_after
+            ex("SELECT remove_compression_policy(%s::regclass, if_exists => true)", (table,))
+            ex("SELECT decompress_chunk(c, if_compressed => true) FROM show_chunks(%s::regclass) c",
+               (table,))
+        ex(self._q("ALTER TABLE {s}.wm_buckets ADD COLUMN writer_id bigint NOT NULL DEFAULT 0"))
+        ex(self._q("ALTER TABLE {s}.wm_buckets DROP CONSTRAINT wm_buckets_pkey"))
+        ex(self._q("ALTER TABLE {s}.wm_buckets "
+                   "ADD PRIMARY KEY (series_id, width, bucket_start, writer_id)"))
+        if layout == "timescale":
+            ex(self._q("ALTER TABLE {s}.wm_buckets SET (timescaledb.compress, "
+                       "timescaledb.compress_segmentby = 'org_id, series_id', "
+                       "timescaledb.compress_orderby = 'width, bucket_start, writer_id')"))
+            ex("SELECT add_compression_policy(%s::regclass, compress_after => %s::interval, "
+               "if_not_exists => true)", (table, compress_after))
+        # SQL consumers see each writer's row; appending a column keeps the view's others
+        ex(self._q("""CREATE OR REPLACE VIEW {s}.wm_tenant_buckets WITH (security_barrier) AS
+            SELECT b.org_id, s.name, s.labels, s.kind, b.width, b.bucket_start,
+                   b.count, b.sum, b.min, b.max, b.sketch, b.writer_id
+            FROM {s}.wm_buckets b JOIN {s}.wm_series s
+              ON s.series_id = b.series_id AND s.org_id = b.org_id
+            WHERE b.org_id IN (SELECT r.org_id FROM {s}.wm_org_roles r
+                               WHERE r.role = current_user)"""))
+        # events: the digest every writer computes in Python, filled in for old rows
+        ex(self._q("ALTER TABLE {s}.wm_alert_events ADD COLUMN digest bytea"))
+        old = ex(self._q("SELECT org_id, alert_id, rule, status, severity, labels::text, "
+                         "annotations::text, value, ts, wedding_id FROM {s}.wm_alert_events")
+                 ).fetchall()
+        if old:
+            with conn.cursor() as cur:
+                cur.executemany(self._q(
+                    "UPDATE {s}.wm_alert_events SET digest = %s WHERE org_id = %s "
+                    "AND alert_id = %s AND status = %s AND ts = %s"),
+                    [(AlertEvent.from_row(r[1:]).digest, r[0], r[1], r[3], r[8]) for r in old])
+        ex(self._q("ALTER TABLE {s}.wm_alert_events ALTER COLUMN digest SET NOT NULL"))
+        ex(self._q("ALTER TABLE {s}.wm_alert_events DROP CONSTRAINT wm_alert_events_pkey"))
+        ex(self._q("ALTER TABLE {s}.wm_alert_events "
+                   "ADD PRIMARY KEY (org_id, alert_id, status, ts, digest)"))
 
     def _create_timescale_objects(self, conn) -> None:
         ex = conn.execute
@@ -336,7 +402,7 @@ class TimescaleBackend:
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
         def payload():
-            return iter_copy(self._org_bytes, sids, batch)
+            return iter_copy(self._org_bytes, sids, batch, self.writer_id)
         try:
             return self._copy(conn, payload, len(batch))
         except psycopg.errors.CheckViolation:
@@ -393,19 +459,22 @@ class TimescaleBackend:
             self._partitions.add((wms, period))
 
     # -- reading buckets -------------------------------------------------------------
-    def read_buckets(self, key: SeriesKey, width: float, start: float,
-                     end: float) -> BucketBatch:
+    def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
+                     exclude_writer: int | None = None) -> BucketBatch:
         def read(conn):
             sid = self._lookup(conn, key)
             if sid is None:
                 return BucketBatch.empty()
-            rows = conn.execute(self._q(
-                "SELECT extract(epoch FROM bucket_start)::float8, count, sum, min, max, sketch "
-                "FROM {s}.wm_buckets WHERE org_id = %s AND series_id = %s AND width = %s "
-                "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s) "
-                "ORDER BY bucket_start"),
-                (self.org_id, sid, float(width), float(start), float(end)),
-                binary=True).fetchall()
+            q = ("SELECT extract(epoch FROM bucket_start)::float8, count, sum, min, max, sketch "
+                 "FROM {s}.wm_buckets WHERE org_id = %s AND series_id = %s AND width = %s "
+                 "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s) ")
+            args: tuple = (self.org_id, sid, float(width), float(start), float(end))
+            if exclude_writer is not None:
+                q += "AND writer_id <> %s "
+                args += (int(exclude_writer),)
+            rows = conn.execute(self._q(q + "ORDER BY bucket_start, writer_id"), args,
+                                binary=True).fetchall()
+            # rows of the same start from several writers become one
             return batch_from_rows(key, sid, float(width), rows)
         return self._run(read)
 
@@ -489,10 +558,10 @@ class TimescaleBackend:
         def write(conn):
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(self._q(
-                    "INSERT INTO {s}.wm_alert_events VALUES "
-                    "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s) "
+                    f"INSERT INTO {{s}}.wm_alert_events ({_EVENT_COLUMNS}) VALUES "
+                    "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING"),
-                    [(self.org_id, *e.to_row()) for e in events], returning=False)
+                    [(self.org_id, *e.to_row(), e.digest) for e in events], returning=False)
                 return cur.rowcount
         return self._run(write)
 
@@ -505,7 +574,7 @@ class TimescaleBackend:
         if rule is not None:
             q += " AND rule = %s"
             args += (rule,)
-        rows = self._run(lambda c: c.execute(self._q(q + " ORDER BY ts, alert_id, status"),
+        rows = self._run(lambda c: c.execute(self._q(q + " ORDER BY ts, alert_id, status, digest"),
                                              args).fetchall())
         return [AlertEvent.from_row(r) for r in rows]
 
@@ -638,22 +707,23 @@ class TimescaleBackend:
 
     def __repr__(self) -> str:
         return (f"<TimescaleBackend schema={self.schema!r} layout={self.layout} "
-                f"org={self.org_id!r}>")
+                f"org={self.org_id!r} writer={self.writer_id}>")
 
 
 _HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
 _TRAILER = struct.pack(">h", -1)
 
 
-def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch) -> bytes:
+def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
+                writer_id: int) -> bytes:
     """The whole PostgreSQL binary COPY payload of ``batch`` as one bytes object."""
-    return b"".join(iter_copy(org, series_ids, batch))
+    return b"".join(iter_copy(org, series_ids, batch, writer_id))
 
 
 _COPY_CHUNK_ROWS = 20_000
 
 
-def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
+def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch, writer_id: int,
               chunk_rows: int = _COPY_CHUNK_ROWS):
     """PostgreSQL binary COPY payload of ``batch`` (columns as in ``_COLUMNS``), in chunks.
 
@@ -664,7 +734,8 @@ def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
     n = len(batch)
     dt = np.dtype([("nf", ">i2"), ("l0", ">i4"), ("org", f"S{len(org)}"),
                    ("l1", ">i4"), ("sid", ">i8"), ("l2", ">i4"), ("width", ">f8"),
-                   ("l3", ">i4"), ("ts", ">i8"), ("l4", ">i4"), ("count", ">i8"),
+                   ("l3", ">i4"), ("ts", ">i8"), ("lw", ">i4"), ("writer", ">i8"),
+                   ("l4", ">i4"), ("count", ">i8"),
                    ("l5", ">i4"), ("sum", ">f8"), ("l6", ">i4"), ("min", ">f8"),
                    ("l7", ">i4"), ("max", ">f8"), ("l8", ">i4")])
     sketches = batch.sketch
@@ -673,11 +744,12 @@ def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
     for lo in range(0, n, chunk_rows):
         hi = min(n, lo + chunk_rows)
         rec = np.empty(hi - lo, dtype=dt)
-        rec["nf"] = 9
+        rec["nf"] = 10
         rec["l0"] = len(org)
         rec["org"] = org
-        for name in ("l1", "l2", "l3", "l4", "l5", "l6", "l7"):
+        for name in ("l1", "l2", "l3", "lw", "l4", "l5", "l6", "l7"):
             rec[name] = 8
+        rec["writer"] = writer_id
         rec["sid"] = series_ids[lo:hi]
         rec["width"] = batch.width[lo:hi]
         rec["ts"] = np.round((batch.start[lo:hi] - _PG_EPOCH) * 1e6).astype(np.int64)
