@@ -92,3 +92,44 @@ def test_engine_close_flushes_everything_once():
         assert got.count == 50 and got.sum == 100.0, width
     assert stats["duplicates"] == 0 and stats["written"] == backend.row_count()
     assert backend.series_keys() == [key]
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite"])
+def test_history_adds_other_writers_rows_to_buckets_still_in_memory(tmp_path, kind):
+    """Engine A still holds minutes in memory that it also flushed; engine B (another
+    process) stored its own rows of the same minutes: A's history counts both once."""
+    store = MemoryBackend.shared_store()
+
+    def backend():
+        if kind == "memory":
+            return MemoryBackend("org-1", store=store)
+        return SQLiteBackend(tmp_path / "metrics.db", org_id="org-1")
+
+    clock = wm.ManualClock(T0)
+    a = wm.MetricsEngine(clock=clock, storage=backend(), retention={"1m": "30m"},
+                         flush_options={"thread": False})
+    ha = a.series("api.latency", labels={"route": "/photos"})
+    _, va = feed(a, ha, T0, 10, seed=21)
+    b = wm.MetricsEngine(clock=wm.ManualClock(T0), storage=backend(),
+                         flush_options={"thread": False})
+    hb = b.series("api.latency", labels={"route": "/photos"})
+    rng = np.random.default_rng(22)
+    vb = rng.lognormal(-1.0, 0.5, size=40)
+    tb = T0 + 240 + np.arange(40) * 3.0                 # minutes 4 and 5 only
+    b.record_many(np.full(40, hb.id), tb, vb)
+    b.close()
+    clock.set(T0 + 600 + 10)
+    hist = a.history(ha, "1m", T0, T0 + 600)
+    # A's closed minutes are in storage too (its own rows), and in memory
+    key = SeriesKey.of("api.latency", {"route": "/photos"})
+    stored = a.storage.read_buckets(key, 60.0, T0, T0 + 600)
+    assert int(stored.count.sum()) == len(va) + len(vb)
+    np.testing.assert_array_equal(hist.start, T0 + 60 * np.arange(10))
+    np.testing.assert_array_equal(hist.count, [20] * 4 + [40, 40] + [20] * 4)
+    per_minute = va.reshape(10, 20).sum(axis=1)
+    per_minute[4:6] += vb.reshape(2, 20).sum(axis=1)
+    np.testing.assert_allclose(hist.sum, per_minute, rtol=1e-9)
+    both = np.r_[va.reshape(10, 20)[4], vb[:20]]
+    exact = np.sort(both)[int(np.floor(0.95 * (len(both) - 1)))]
+    assert abs(hist.p95[4] - exact) <= 0.01 * exact * 1.0001
+    a.close()

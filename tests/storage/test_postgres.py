@@ -316,3 +316,106 @@ def test_engine_history_merges_postgres_and_memory(pg_schema, layout):
     np.testing.assert_array_equal(hist.count, np.full(60, 10))
     np.testing.assert_allclose(hist.sum, values.sum(axis=1), rtol=1e-9)
     engine.close()
+
+
+def version_2_schema(schema, layout, org="org-a"):
+    """A schema as wedmetrics with schema version 2 left it (no writer column, no
+    event digest); returns the id of ``KEY``'s series in it."""
+    from wedmetrics.storage import TimescaleBackend
+
+    class Version2(TimescaleBackend):
+        def _migrate_v3(self, conn, layout):
+            pass
+
+    old = Version2(PG_DSN, org, schema=schema, layout=layout)
+    sid = old._run(lambda c: old._series_ids(c, [KEY]))[KEY]
+    old.close()
+    with connect() as conn:
+        conn.execute(f'DELETE FROM "{schema}".wm_schema WHERE version = 3')
+    return sid
+
+
+def test_version_2_schema_is_migrated(pg_schema, layout):
+    sid = version_2_schema(pg_schema, layout)
+    day = 86400.0
+    start = np.floor(T0 / day) * day
+    batch, values = minute_batch(KEY, start, 2 * 1440, seed=21)           # two days
+    event = AlertEvent("al-1", "r", "feedback", "info", T0, labels={"route": "/photos"},
+                       annotations={"verdict": "noise", "by": "ana"}, value=1.5)
+    with connect() as conn:
+        if layout == "plain":
+            for d in range(2):
+                part = f"wm_buckets_w60000_p{int(start // day) + d}"
+                conn.execute(f'CREATE TABLE "{pg_schema}".{part} '
+                             f'PARTITION OF "{pg_schema}".wm_buckets FOR VALUES FROM '
+                             f'(60, to_timestamp({start + d * day})) '
+                             f'TO (60, to_timestamp({start + (d + 1) * day}))')
+        with conn.cursor() as cur:
+            cur.executemany(
+                f'INSERT INTO "{pg_schema}".wm_buckets VALUES '
+                "('org-a', %s, 60.0, to_timestamp(%s), %s, %s, %s, %s, %s)",
+                [(sid, float(batch.start[i]), int(batch.count[i]), float(batch.sum[i]),
+                  float(batch.min[i]), float(batch.max[i]), batch.sketch[i])
+                 for i in range(len(batch))])
+            cur.execute(f'INSERT INTO "{pg_schema}".wm_alert_events VALUES '
+                        "('org-a', %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s)",
+                        event.to_row())
+        if layout == "timescale":
+            compressed = conn.execute(
+                "SELECT count(compress_chunk(c, if_not_compressed => true)) "
+                "FROM show_chunks(%s::regclass) c", (f"{pg_schema}.wm_buckets",)).fetchone()[0]
+            assert compressed >= 2
+    b = backend(pg_schema, layout="auto", writer_id=9)
+    assert b.layout == layout
+    with connect() as conn:
+        versions = conn.execute(f'SELECT version FROM "{pg_schema}".wm_schema ORDER BY 1'
+                                ).fetchall()
+        assert versions == [(1,), (2,), (3,)]
+        assert conn.execute(f'SELECT DISTINCT writer_id FROM "{pg_schema}".wm_buckets'
+                            ).fetchall() == [(0,)]
+        key_cols = conn.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = %s::regclass AND i.indisprimary "
+            "ORDER BY array_position(i.indkey, a.attnum)", (f"{pg_schema}.wm_buckets",)
+        ).fetchall()
+        assert key_cols == [("series_id",), ("width",), ("bucket_start",), ("writer_id",)]
+        view_cols = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = %s "
+            "AND table_name = 'wm_tenant_buckets' ORDER BY ordinal_position", (pg_schema,)
+        ).fetchall()
+        assert view_cols[-1] == ("writer_id",)
+        if layout == "timescale":
+            orderby = conn.execute(
+                "SELECT attname FROM timescaledb_information.compression_settings "
+                "WHERE hypertable_schema = %s AND orderby_column_index IS NOT NULL "
+                "ORDER BY orderby_column_index", (pg_schema,)).fetchall()
+            assert orderby == [("width",), ("bucket_start",), ("writer_id",)]
+            policy = conn.execute(
+                "SELECT config->>'compress_after' FROM timescaledb_information.jobs "
+                "WHERE hypertable_schema = %s AND proc_name = 'policy_compression'",
+                (pg_schema,)).fetchall()
+            assert policy == [("7 days",)]
+    got = b.read_buckets(KEY, 60.0, 0, 2e9)
+    np.testing.assert_array_equal(got.count, batch.count)
+    assert got.sketch == batch.sketch
+    # a writer with an id now adds to the migrated rows
+    assert b.write_buckets(batch) == len(batch)
+    assert b.write_buckets(batch) == 0
+    got = b.read_buckets(KEY, 60.0, 0, 2e9)
+    np.testing.assert_array_equal(got.count, 2 * batch.count)
+    np.testing.assert_allclose(got.sum, 2 * values.sum(axis=1), rtol=1e-12)
+    s = b.read_merged("api.latency", 60.0, 0, 2e9)
+    exact = np.sort(values.ravel())[int(np.floor(0.95 * (values.size - 1)))]
+    assert s.count == 2 * values.size and abs(s.p95 - exact) <= 0.01 * exact * 1.0001
+    if layout == "timescale":
+        for view in ("wm_rollup_hourly", "wm_rollup_daily"):
+            refresh(f"{pg_schema}.{view}")
+    daily = b.read_rollup(KEY, "day", start, start + 2 * day)
+    np.testing.assert_array_equal(daily.count, [2 * 1440 * 5, 2 * 1440 * 5])
+    # the migrated event keeps its identity; a different one at the same instant lands
+    assert b.read_alert_events(0, 2e9) == [event]
+    assert b.write_alert_events([event]) == 0
+    other = AlertEvent("al-1", "r", "feedback", "info", T0, annotations={"verdict": "useful"})
+    assert b.write_alert_events([other, event]) == 1
+    assert len(b.read_alert_events(0, 2e9)) == 2
+    b.close()
