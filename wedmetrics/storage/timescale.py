@@ -135,6 +135,8 @@ class TimescaleBackend:
         conn = self._conn
         if conn is not None and not conn.closed and not conn.broken:
             return conn
+        if conn is not None:
+            conn.close()     # a broken connection left to the GC warns (unraisable) in tests
         self._conn = None
         conn = psycopg.connect(self.dsn, autocommit=True,
                                connect_timeout=max(1, int(round(self.connect_timeout))))
@@ -155,6 +157,7 @@ class TimescaleBackend:
             except psycopg.OperationalError:
                 if conn.broken or conn.closed:
                     self._conn = None
+                    conn.close()
                 raise
 
     def _q(self, text: str, **parts) -> sql.Composed:
