@@ -225,7 +225,7 @@ class MetricsEngine:
             if i >= 0:
                 what = {_kernels.UNKNOWN_SERIES: f"unknown series id {int(ids[i])}",
                         _kernels.BAD_VALUE: f"value must be finite, got {values[i]!r}",
-                        _kernels.BAD_TS: f"timestamp must be finite, got {ts[i]!r}"}[code]
+                        _kernels.BAD_TS: f"timestamp must be finite and in range, got {ts[i]!r}"}[code]
                 raise InvalidPointError(f"point {i}: {what}; nothing was recorded")
         return IngestResult(*self._core.record_many(ids, ts, values))
 
