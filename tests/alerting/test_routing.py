@@ -492,16 +492,14 @@ def test_what_receivers_were_last_told_matches_the_truth(events):
 
 
 def test_documented_wedding_day_example_behaves_as_described():
-    """The worked example of docs/_routing.md, step by step."""
+    """The worked example of docs/alerting.md, step by step."""
     import pathlib
     import re
 
     from wedmetrics.weddings import PriorityPolicy, Wedding, WeddingCalendar
 
-    # The lead merges docs/_routing.md into docs/alerting.md: look in whichever exists.
     docs = pathlib.Path(__file__).parents[2] / "docs"
-    blocks = [b for name in ("_routing.md", "alerting.md") if (docs / name).exists()
-              for b in re.findall(r"```yaml\n(.*?)```", (docs / name).read_text(), re.S)]
+    blocks = re.findall(r"```yaml\n(.*?)```", (docs / "alerting.md").read_text(), re.S)
     example = [b for b in blocks if "name: wedding-day" in b and "tuesday-maintenance" in b]
     assert example, "the wedding-day routing example is missing from docs/"
     yaml_text = example[0]

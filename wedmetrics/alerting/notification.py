@@ -8,7 +8,7 @@ delivered as a group of one (:func:`as_group`).
 
 Everything here is immutable and JSON-able through ``to_dict()``; the webhook
 body is built from it, so its shape is part of the public contract
-(see ``docs/_notifiers.md``).
+(see ``docs/alerting.md``).
 """
 from __future__ import annotations
 
