@@ -177,6 +177,19 @@ class AggregationEngine:
         exact = self._exact(sids, lo * w0, hi * w0) if count else None
         return WindowStats(count, total, mn, mx, lo * w0, hi * w0, sketch, exact)
 
+    def read_window(self, sids, lo: int, hi: int, end: float):
+        """Merge finest buckets ``lo <= idx < hi`` of the series ``sids``
+        (ids), with the window start aligned as in :meth:`window`.
+
+        The batch form the alert engine uses: no target resolution, no
+        exact-mode check.  Returns ``(count, sum, min, max, sketch)``.
+        """
+        return self._core.window(sids, self._held_start(lo, end), hi)
+
+    def is_exact(self, sid: int) -> bool:
+        """Whether the series keeps raw points (``exact=N``)."""
+        return sid in self._exact_ids
+
     def _held_start(self, lo: int, now: float) -> int:
         """Align a window start older than the finest retention to the finest
         resolution still holding it (the window grows by under one of its

@@ -154,6 +154,10 @@ class MetricsEngine:
         """Every handle, or those of one metric name."""
         return self._registry.all() if name is None else self._registry.by_name(name)
 
+    def series_count(self) -> int:
+        """Number of series (cheap: no list is built)."""
+        return len(self._registry)
+
     def names(self) -> list[str]:
         return self._registry.names()
 

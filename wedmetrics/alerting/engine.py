@@ -519,7 +519,7 @@ class AlertEngine:
         return [(labels, tuple(sorted(h.id for h in handles)))]
 
     def _plan(self, now: float) -> None:
-        key = (len(self.engine.series_list()), len(self.calendar) if self.calendar is not None else 0)
+        key = (self.engine.series_count(), len(self.calendar) if self.calendar is not None else 0)
         if key == self._plan_key:
             return
         index: dict = {}
@@ -596,9 +596,8 @@ class AlertEngine:
             rec.append(r)
             countlike.append(stat in _COUNTLIKE)
         self._queries = list(queries)                      # [(sids, window, previous?)]
-        exact = getattr(self.engine.aggregation, "_exact_ids", ())
-        self._query_exact = [bool(exact) and any(i in exact for i in sids)
-                             for sids, _, _ in self._queries]
+        is_exact = self.engine.aggregation.is_exact
+        self._query_exact = [any(is_exact(i) for i in sids) for sids, _, _ in self._queries]
         # Percentile slots are read per query from its merged sketch; the plain
         # statistics of every slot come from per-query columns in one numpy pass.
         quant: dict[int, list] = {}
@@ -680,10 +679,8 @@ class AlertEngine:
         counts, sums = np.zeros(n), np.zeros(n)
         mins, maxs = np.full(n, np.nan), np.full(n, np.nan)
         slot_values = np.full(self._n_slots, np.nan)
-        # Fast path: the core's merge, skipping the per-call target resolution
+        # Fast path: the batch read, skipping the per-call target resolution
         # of AggregationEngine.window (the same buckets, see _window_bounds).
-        core = getattr(agg, "_core", None)
-        held = getattr(agg, "_held_start", None)
         w0 = self.engine.resolutions[0][1]
         top = math.floor(now / w0)
         for q, (sids, win, previous) in enumerate(self._queries):
@@ -695,8 +692,8 @@ class AlertEngine:
                 lo, hi, end = first - math.ceil(win / w0 - 1e-9), first, (first - 0.5) * w0
             else:
                 lo, hi, end = first, top + 1, now
-            if core is not None and held is not None and not self._query_exact[q]:
-                count, total, lo_v, hi_v, sketch = core.window(sids, held(lo, end), hi)
+            if not self._query_exact[q]:
+                count, total, lo_v, hi_v, sketch = agg.read_window(sids, lo, hi, end)
             else:
                 sketch = agg.window(list(sids), (hi - lo) * w0, end=end)
                 count, total, lo_v, hi_v = sketch.count, sketch.sum, sketch.min, sketch.max
