@@ -109,6 +109,76 @@ def test_surprise_gate_needs_a_new_record_within_its_span():
     assert plain.anomalous[[200, 260, 390]].all()
 
 
+def _spike_then_shift():
+    rng = np.random.default_rng(21)
+    values = rng.normal(0.0, 1.0, 900)
+    values[400] += 12.0     # one row: level/step z ~12-15, the 6-row mean view only ~12/sqrt(6)
+    values[700:] += 4.0     # sustained: level z ~4, the mean view climbs to ~4 sqrt(6)
+    return values
+
+
+def test_per_view_gate_sees_a_shift_that_a_bigger_spike_hides_from_the_combined_gate():
+    values = _spike_then_shift()
+    alerts = {}
+    for gate in ("score", "view"):
+        cfg = DetectorConfig(window=300, min_periods=30, threshold=6.0, surprise_window=2000,
+                             gate=gate)
+        result = det.detect(values, cfg, use_numba=False)
+        alerts[gate] = np.flatnonzero(det.alert_onsets(result.anomalous, 1, 100)).tolist()
+    # One record for the combined score: the shift's ~10 never beats the spike's ~15.
+    assert alerts["score"] == [400]
+    # The mean view's own record is the spike's ~5: the shift beats it on its 4th row.
+    assert alerts["view"] == [400, 703]
+
+
+def _obvious_per_view(values, cfg):
+    """Per-view z-scores from raw windows, then the records, by brute force."""
+    n = len(values)
+    steps = np.r_[np.nan, np.diff(values)]
+    means = np.array([values[max(0, i - cfg.mean_span + 1):i + 1].mean() for i in range(n)])
+    feats = [values, steps, means]
+    z = np.zeros((3, n))
+    for v, f in enumerate(feats):
+        for i in range(n):
+            start = 1 if v == 1 else 0
+            hist = f[max(start, i - cfg.window):i]
+            if i >= start and len(hist) >= cfg.min_periods:
+                z[v, i] = _obvious_robust_z(hist, f[i])
+    scores = np.zeros(n)
+    anomalous = np.zeros(n, dtype=bool)
+    for i in range(n):
+        fresh = [z[v, i] > z[v, max(0, i - cfg.surprise_window):i].max(initial=-1.0)
+                 for v in range(3)]
+        best = max((z[v, i] for v in range(3) if fresh[v]), default=None)
+        scores[i] = z[:, i].max() if best is None else best
+        anomalous[i] = best is not None and best >= cfg.threshold
+    return scores, anomalous
+
+
+def test_per_view_gate_matches_brute_force_records():
+    rng = np.random.default_rng(4)
+    values = np.round(rng.standard_t(3, 260) * 3.0, 1)
+    values[150:] += 6.0
+    cfg = DetectorConfig(window=40, min_periods=10, mean_span=4, threshold=3.0,
+                         surprise_window=60)
+    result = det.detect(values, cfg, use_numba=False)
+    scores, anomalous = _obvious_per_view(values, cfg)
+    np.testing.assert_allclose(result.scores, scores, rtol=1e-9)
+    np.testing.assert_array_equal(result.anomalous, anomalous)
+    assert anomalous.any() and not anomalous.all()
+
+
+@pytest.mark.parametrize("gate", ["view", "score"])
+def test_a_tiny_detector_threshold_then_score_at_least_t_is_the_threshold_t_verdict(gate):
+    # Alert rules keep the detector's threshold tiny (its verdict carries only
+    # the gate) and compare the score with their own, feedback-moved threshold.
+    values = _spike_then_shift()
+    tiny = det.detect(values, DetectorConfig(threshold=1e-12, gate=gate), use_numba=False)
+    for t in (2.0, 4.0, 6.0, 9.0):
+        direct = det.detect(values, DetectorConfig(threshold=t, gate=gate), use_numba=False)
+        np.testing.assert_array_equal(tiny.anomalous & (tiny.scores >= t), direct.anomalous)
+
+
 def test_seasonal_differencing_ignores_the_daily_pattern():
     period = 48
     t = np.arange(period * 20)
@@ -152,6 +222,7 @@ _configs = st.builds(
     method=st.sampled_from(["robust", "ewma"]),
     window=st.integers(2, 30), min_periods=st.just(2),
     threshold=st.floats(0.5, 8.0), surprise_window=st.integers(0, 40),
+    gate=st.sampled_from(["view", "score"]),
     mean_span=st.integers(1, 6), alpha=st.floats(0.01, 0.9), season=st.integers(0, 6))
 
 _values = st.lists(st.sampled_from([0.0, 1.0, 1.0, 2.5, -4.0, 100.0]) | st.floats(-1e9, 1e9),
@@ -190,8 +261,9 @@ def test_importing_the_detectors_does_not_import_numba():
 
 @pytest.mark.parametrize("field, value, message", [
     ("method", "lstm", "method='lstm'"),
+    ("gate", "both", "gate='both'"),
     ("window", 1, "window=1"),
-    ("min_periods", 700, "min_periods=700 exceeds window=600"),
+    ("min_periods", 700, "min_periods=700 exceeds window=300"),
     ("threshold", float("nan"), "threshold=nan"),
     ("threshold", 0, "threshold=0"),
     ("alpha", 1.0, "alpha=1.0"),
@@ -228,9 +300,10 @@ def test_bad_values_are_named_and_not_learnt():
 
 def test_default_configuration_is_frozen():
     cfg = det.default_detector_config()
-    assert cfg.to_dict() == {"method": "robust", "window": 600, "min_periods": 30,
-                             "threshold": 5.0, "surprise_window": 2000, "mean_span": 6,
-                             "alpha": 0.02, "season": 0, "consecutive": 1, "cooldown": 100}
+    assert cfg.to_dict() == {"method": "robust", "window": 300, "min_periods": 30,
+                             "threshold": 6.0, "surprise_window": 2000, "gate": "view",
+                             "mean_span": 6, "alpha": 0.02, "season": 0, "consecutive": 1,
+                             "cooldown": 100}
     with pytest.raises(AttributeError):
         cfg.threshold = 3.0  # type: ignore[misc]
 

@@ -84,9 +84,27 @@ def _gate(scores, anomalous, i, score, threshold, span, q_idx, q_val, head, tail
 
 
 @njit(cache=True)
+def _record(score, span, q_idx, q_val, head, tail, seen):
+    """One view's surprise record (max-queue); returns (fresh, head, tail)."""
+    while head < tail and q_idx[head] < seen - span:
+        head += 1
+    fresh = head == tail or score > q_val[head]
+    while head < tail and q_val[tail - 1] <= score:
+        tail -= 1
+    q_idx[tail] = seen
+    q_val[tail] = score
+    tail += 1
+    return fresh, head, tail
+
+
+@njit(cache=True)
 def robust_detect(values, window, min_periods, mean_span, season, threshold, surprise_window,
-                  mad_to_sigma, mean_ad_to_sigma):
-    """Batch ``RobustZDetector``: (float64 scores, bool anomalous) per row."""
+                  per_view, mad_to_sigma, mean_ad_to_sigma):
+    """Batch ``RobustZDetector``: (float64 scores, bool anomalous) per row.
+
+    ``per_view`` selects ``gate="view"`` (one surprise record per view, as
+    ``detectors._per_view_decision``) over ``gate="score"``.
+    """
     n = values.shape[0]
     scores = np.zeros(n)
     anomalous = np.zeros(n, dtype=np.bool_)
@@ -101,6 +119,11 @@ def robust_detect(values, window, min_periods, mean_span, season, threshold, sur
     q_val = np.empty(n + 1)
     head = 0
     tail = 0
+    n_views = 3 if mean_span > 1 else 2
+    v_idx = np.empty((n_views, n + 1 if per_view else 1), dtype=np.int64)
+    v_val = np.empty((n_views, n + 1 if per_view else 1))
+    v_head = np.zeros(n_views, dtype=np.int64)
+    v_tail = np.zeros(n_views, dtype=np.int64)
     seen = 0
     have_previous = False
     previous = 0.0
@@ -132,11 +155,13 @@ def robust_detect(values, window, min_periods, mean_span, season, threshold, sur
             feats[2] = total / recent_len
             active[2] = True
         score = 0.0
+        zs = np.zeros(3)
         for v in range(3):
             if not active[v]:
                 continue
             k = fill[v]
             z = _robust_z(srt[v], k, min_periods, feats[v], mad_to_sigma, mean_ad_to_sigma)
+            zs[v] = z
             if z > score:
                 score = z
             if k == window:
@@ -149,9 +174,25 @@ def robust_detect(values, window, min_periods, mean_span, season, threshold, sur
                 ring[v, k] = feats[v]
             _insert_sorted(srt[v], k, feats[v])
             fill[v] = k + 1
-        scores[i] = score
-        head, tail = _gate(scores, anomalous, i, score, threshold, surprise_window,
-                           q_idx, q_val, head, tail, seen)
+        if per_view:
+            fresh_best = -1.0
+            for v in range(n_views):
+                if surprise_window == 0:
+                    fresh = True
+                else:
+                    fresh, v_head[v], v_tail[v] = _record(zs[v], surprise_window, v_idx[v],
+                                                          v_val[v], v_head[v], v_tail[v], seen)
+                if fresh and zs[v] > fresh_best:
+                    fresh_best = zs[v]
+            if fresh_best < 0.0:
+                scores[i] = score
+            else:
+                scores[i] = fresh_best
+                anomalous[i] = fresh_best >= threshold
+        else:
+            scores[i] = score
+            head, tail = _gate(scores, anomalous, i, score, threshold, surprise_window,
+                               q_idx, q_val, head, tail, seen)
         seen += 1
     return scores, anomalous
 
