@@ -80,6 +80,11 @@ def test_vectorised_matches_streaming_on_a_nab_slice():
     assert fast.path == "vectorised" and slow.path == "streaming"
     assert signature(fast) == signature(slow)
     assert any(e.kind == "firing" for e in fast.events)
+    # anomaly alerts are pulses: every firing row is one notification, which is
+    # what --alerts-out writes and what NAB scores
+    for result in (fast, slow):
+        overall = result.metrics["overall"]
+        assert overall["firing_rows"] == overall["notifications"] > 0
 
 
 def test_for_keep_firing_for_and_hysteresis_give_the_expected_events():

@@ -447,3 +447,35 @@ def test_step_moves_many_rows_independently():
     assert list(codes) == [RESOLVED, FIRING, RESOLVED, FIRING, RESOLVED]
     assert list(table.view("state")) == [INACTIVE, FIRING, INACTIVE, FIRING, INACTIVE]
     assert PENDING not in codes
+
+
+def test_cooldown_holds_a_new_onset_in_pending_until_it_has_passed():
+    import numpy as np
+
+    from wedmetrics.alerting.evaluation import FIRING, PENDING, RESOLVED, StateTable, step
+
+    table = StateTable()
+    row = np.array([table.add(0.0, 0.0, "ok", cooldown_s=30.0)])
+    seen = []
+    for t, cond in [(0, True), (10, False), (20, True), (35, True), (40, False), (50, True)]:
+        c = np.array([cond])
+        seen.append(int(step(table, row, c, ~c, np.array([True]), float(t))[0]))
+    # fires at 0, resolves at 10; holds again at 20 but waits (pending) until
+    # the cooldown since the onset at 0 has passed (fires at 35); at 50 the
+    # cooldown since 35 has not passed: pending again
+    assert seen == [FIRING, RESOLVED, PENDING, FIRING, RESOLVED, PENDING]
+
+
+def test_pulse_rows_fire_for_one_evaluation_per_onset():
+    import numpy as np
+
+    from wedmetrics.alerting.evaluation import FIRING, INACTIVE, PENDING, RESOLVED, StateTable, step
+
+    table = StateTable()
+    row = np.array([table.add(0.0, 0.0, "ok", cooldown_s=100.0, pulse=True)])
+    conds = [True, True, True, False, True, False, False]
+    seen = [int(step(table, row, np.array([c]), np.array([not c]), np.array([True]),
+                     float(10 * t))[0]) for t, c in enumerate(conds)]
+    # one firing row, then held off by the cooldown while the condition repeats
+    assert seen == [FIRING, RESOLVED, PENDING, INACTIVE, PENDING, INACTIVE, INACTIVE]
+    assert seen.count(FIRING) == 1

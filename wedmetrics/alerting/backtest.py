@@ -98,9 +98,10 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
     :func:`~wedmetrics.alerting.detectors.default_detector_config` in rule
     form: robust three-view z-score over 600 observations (30 to start),
     threshold 5, surprise gate over 2000 observations, ``for = 0``.  The
-    detector's ``cooldown`` of 100 observations becomes
-    ``keep_firing_for = 100 * step``: an alert stays firing (no new
-    notification) until 100 observations pass without an anomaly.
+    detector's ``cooldown`` of 100 observations becomes the rule's
+    ``cooldown = 100 * step``: an anomaly alert fires for the one evaluation
+    at which the detector flags (a pulse), resolves at the next, and cannot
+    fire again until 100 observations after that onset.
 
     Parameters
     ----------
@@ -111,7 +112,7 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
 
     Examples
     --------
-    >>> [(r.kind, r.step, r.threshold, r.keep_firing_for) for r in default_anomaly_rules("5m")]
+    >>> [(r.kind, r.step, r.threshold, r.cooldown) for r in default_anomaly_rules("5m")]
     [('anomaly', 300.0, 5.0, 30000.0)]
     """
     cfg = default_detector_config()
@@ -119,7 +120,7 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
     return [AnomalyRule(name=name, metric=metric, step=step_s, stat="mean", detector=cfg.method,
                         baseline=cfg.window, min_points=cfg.min_periods, threshold=cfg.threshold,
                         surprise_window=cfg.surprise_window, mean_span=cfg.mean_span,
-                        alpha=cfg.alpha, keep_firing_for=cfg.cooldown * step_s,
+                        alpha=cfg.alpha, cooldown=cfg.cooldown * step_s,
                         severity="warning")]
 
 
@@ -381,7 +382,8 @@ def _replay_vectorised(ts: np.ndarray, metrics: dict, rules: list, step_s: float
             cond[:, j] = _compare(x, np.full(n, rule.threshold), op)
             recovered[:, j] = ~_compare(x, np.full(n, rec), op)
             values[:, j] = x
-        table.add(rule.for_, rule.keep_firing_for, rule.no_data)
+        table.add(rule.for_, rule.keep_firing_for, rule.no_data, rule.cooldown,
+                  pulse=isinstance(rule, AnomalyRule))
     rows = np.arange(r, dtype=np.int64)
     has_data = np.ones(r, dtype=bool)
     codes = np.empty((n, r), dtype=np.int8)
@@ -519,7 +521,8 @@ class BacktestResult:
         ``notifications`` (firing onsets), ``true_events``, ``false_events``,
         ``event_precision``, ``false_alarms_per_day``, ``median_delay_s``,
         ``firing_rows`` and ``nab_<profile>`` (normalised NAB score with the
-        firing onsets as detections; NaN without labelled windows).
+        firing rows as detections, as written by ``--alerts-out``; NaN without
+        labelled windows).
         ``overall`` is "any rule firing".
     timestamps : numpy.ndarray
     values : dict of numpy.ndarray
@@ -583,7 +586,8 @@ class BacktestResult:
                "false_alarms_per_day": ev.false_alarms_per_day,
                "median_delay_s": ev.median_delay, "firing_rows": int(firing.sum())}
         for profile in NAB_PROFILES:
-            out[f"nab_{profile}"] = (nab_score([(onsets, self.windows)], profile).normalized
+            # scored on the firing rows, exactly what --alerts-out writes
+            out[f"nab_{profile}"] = (nab_score([(firing, self.windows)], profile).normalized
                                      if len(self.windows) else math.nan)
         return out
 

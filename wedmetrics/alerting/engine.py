@@ -533,7 +533,8 @@ class AlertEngine:
                     if inst is not None and inst.rule is not rule:
                         self._by_fp.pop(inst.fp, None)
                     row = self._table.add(rule.for_, rule.keep_firing_for,
-                                          "ok" if isinstance(rule, AbsenceRule) else rule.no_data)
+                                          "ok" if isinstance(rule, AbsenceRule) else rule.no_data,
+                                          rule.cooldown, pulse=isinstance(rule, AnomalyRule))
                     inst = _Instance(row, rule, labels, sids)
                     self._instances.append(inst)
                     self._by_target[tkey] = inst

@@ -52,14 +52,18 @@ class StateTable:
         Last tick at which the condition held (for ``keep_firing_for``).
     fired_at : float64 array
         When the row last started firing; NaN when never.
-    for_s, keep_s : float64 arrays
-        The rule's ``for`` and ``keep_firing_for`` per row.
+    for_s, keep_s, cooldown_s : float64 arrays
+        The rule's ``for``, ``keep_firing_for`` and ``cooldown`` per row.
     no_data : int8 array
         :data:`NO_DATA_CODES` of the rule per row.
+    pulse : int8 array
+        1 for rows that fire for a single evaluation per onset (anomaly
+        rules): a firing pulse row resolves at its next evaluation, and the
+        rule's ``cooldown`` decides when it may fire again.
     """
 
-    _FLOAT = ("active_since", "last_true", "fired_at", "for_s", "keep_s")
-    _INT = ("state", "no_data")
+    _FLOAT = ("active_since", "last_true", "fired_at", "for_s", "keep_s", "cooldown_s")
+    _INT = ("state", "no_data", "pulse")
 
     def __init__(self, capacity: int = 64) -> None:
         self.n = 0
@@ -69,7 +73,8 @@ class StateTable:
         for name in self._INT:
             setattr(self, name, np.zeros(cap, dtype=np.int8))
 
-    def add(self, for_s: float, keep_s: float, no_data: str) -> int:
+    def add(self, for_s: float, keep_s: float, no_data: str, cooldown_s: float = 0.0,
+            pulse: bool = False) -> int:
         """Append an inactive row; returns its index."""
         if self.n == len(self.state):
             self._grow(2 * self.n)
@@ -79,7 +84,9 @@ class StateTable:
         self.active_since[i] = self.last_true[i] = self.fired_at[i] = np.nan
         self.for_s[i] = for_s
         self.keep_s[i] = keep_s
+        self.cooldown_s[i] = cooldown_s
         self.no_data[i] = NO_DATA_CODES[no_data]
+        self.pulse[i] = 1 if pulse else 0
         return i
 
     def _grow(self, cap: int) -> None:
@@ -129,8 +136,10 @@ def step(table: StateTable, rows: np.ndarray, cond: np.ndarray, recovered: np.nd
     cond = np.where(missing, alert_nd, cond)
     recovered = np.where(missing, ~alert_nd, recovered)
     firing = state == FIRING
+    # a pulse row fired at its previous evaluation: it resolves now
+    pulse_done = firing & (table.pulse[rows] == 1) & ~keep
     # hysteresis: a firing row stays "in condition" until it has recovered
-    holds = np.where(firing, ~recovered, cond) & ~keep
+    holds = np.where(firing, ~recovered, cond) & ~keep & ~pulse_done
 
     active_since = table.active_since[rows]
     last_true = table.last_true[rows]
@@ -142,13 +151,15 @@ def step(table: StateTable, rows: np.ndarray, cond: np.ndarray, recovered: np.nd
     starting = holds & (state == INACTIVE)
     active_since = np.where(starting, now, active_since)
     # pending rows (and new ones) fire once the condition has held for `for`
-    promote = holds & (state != FIRING) & (now - active_since >= for_s)
+    # ... and, after an earlier onset, once the cooldown has passed
+    cooled = ~(now - fired_at < table.cooldown_s[rows])
+    promote = holds & (state != FIRING) & (now - active_since >= for_s) & cooled
     new_state = np.where(holds, np.where(promote | firing, FIRING, PENDING), state)
     fired_at = np.where(promote, now, fired_at)
     # condition false: pending drops back; firing resolves after keep_firing_for
     quiet = ~holds & ~keep
     drop = quiet & (state == PENDING)
-    resolve = quiet & firing & ~(now - last_true < keep_s)
+    resolve = (quiet & firing & ~(now - last_true < keep_s)) | pulse_done
     new_state = np.where(drop | resolve, INACTIVE, new_state)
     active_since = np.where(drop | resolve, np.nan, active_since)
 

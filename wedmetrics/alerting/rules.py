@@ -171,6 +171,11 @@ class AlertRule(pydantic.BaseModel):
         ``pending`` state).  Written ``for_`` in Python.
     keep_firing_for : duration
         How long a firing alert stays firing after its condition clears.
+    cooldown : duration
+        Least time between two firing onsets of one alert: a condition that
+        holds again sooner waits in ``pending`` until the cooldown has passed
+        since the last onset.  What anomaly rules use to re-arm without
+        holding an alert on (every firing evaluation is one more page).
     no_data : {"ok", "alert", "keep"}
         What an empty window means: the condition is false, true, or the
         alert keeps its last state.
@@ -188,6 +193,7 @@ class AlertRule(pydantic.BaseModel):
     severity: Annotated[Severity, BeforeValidator(_severity)] = Severity.WARNING
     for_: Duration = Field(default=0.0, alias="for")
     keep_firing_for: Duration = 0.0
+    cooldown: Duration = 0.0
     no_data: Literal["ok", "alert", "keep"] = "ok"
     labels: dict[str, str] = Field(default_factory=dict)
     annotations: dict[str, str] = Field(default_factory=dict)
@@ -363,6 +369,11 @@ class AnomalyRule(_SeriesRule):
     The scoring is :mod:`wedmetrics.alerting.detectors`' (robust median/MAD
     z-score over level, step and short mean, or EWMA), fed one closed bucket
     at a time.
+
+    An anomaly alert is a pulse: it fires for the one evaluation at which
+    the detector flags and resolves at the next, so a firing row is a
+    notification; ``cooldown`` keeps it from firing again too soon (the
+    default rule set uses 100 steps).
 
     Parameters
     ----------
