@@ -304,3 +304,12 @@ def test_import_stays_light():
             "{'numba', 'pandas', 'psycopg', 'matplotlib', 'psutil'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_lazy_public_names_resolve_to_what_they_name():
+    import types
+
+    assert callable(wm.backtest) and not isinstance(wm.backtest, types.ModuleType)
+    assert isinstance(wm.simulate, types.ModuleType) and callable(wm.simulate.generate)
+    for name in wm._LAZY:
+        assert getattr(wm, name) is not None

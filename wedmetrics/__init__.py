@@ -81,12 +81,15 @@ _LAZY = {
 }
 
 
+_MODULES = {"simulate"}   # lazy names that are modules, not attributes
+
+
 def __getattr__(name: str):
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'wedmetrics' has no attribute {name!r}")
     mod = import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
+    value = mod if name in _MODULES else getattr(mod, name)
     globals()[name] = value
     return value
 
