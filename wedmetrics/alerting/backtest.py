@@ -96,8 +96,9 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
     """The frozen default detector as alert rules (one anomaly rule).
 
     :func:`~wedmetrics.alerting.detectors.default_detector_config` in rule
-    form: robust three-view z-score over 600 observations (30 to start),
-    threshold 5, surprise gate over 2000 observations, ``for = 0``.  The
+    form: robust three-view z-score over 300 observations (30 to start),
+    threshold 6, a surprise record per view over 2000 observations,
+    ``for = 0``.  The
     detector's ``cooldown`` of 100 observations becomes the rule's
     ``cooldown = 100 * step``: an anomaly alert fires for the one evaluation
     at which the detector flags (a pulse), resolves at the next, and cannot
@@ -113,7 +114,7 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
     Examples
     --------
     >>> [(r.kind, r.step, r.threshold, r.cooldown) for r in default_anomaly_rules("5m")]
-    [('anomaly', 300.0, 5.0, 30000.0)]
+    [('anomaly', 300.0, 6.0, 30000.0)]
     """
     cfg = default_detector_config()
     step_s = parse_duration(step)
