@@ -394,8 +394,9 @@ class AnomalyRule(_SeriesRule):
     threshold : float
         Score (robust standard deviations) at which a bucket is anomalous.
     surprise_window : int
-        A bucket is anomalous only if its score also beats every score of
-        the previous ``surprise_window`` buckets (0: off).
+        A bucket is anomalous only if one of the detector's views (level,
+        step, short mean) reaches the threshold and beats every score of
+        that view over the previous ``surprise_window`` buckets (0: off).
     feedback : FeedbackPolicy, optional
         Moves ``threshold`` up on false positives.
     """
