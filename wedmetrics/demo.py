@@ -64,7 +64,7 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
     # the simulated clock jumps step * speed seconds at a time; the collector's
     # samples, stamped just before a jump, must not count as late
     engine = wm.MetricsEngine(clock=clock, storage=storage,
-                              lateness=max(5.0, 2.0 * step * speed))
+                              lateness=max(5.0, 4.0 * step * speed))
     ids = traffic.register(engine)
     alerts = AlertEngine(engine, calendar=calendar, notifiers=[LogNotifier(logger)],
                          rules=DEMO_RULES)
@@ -86,7 +86,10 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
             elapsed = time.perf_counter() - started
             if elapsed >= duration:
                 break
-            target = traffic.start + min(elapsed + step, duration) * speed
+            # never jump more than one step of simulated time, even after a
+            # stall: the lateness is sized for one step
+            target = min(traffic.start + min(elapsed + step, duration) * speed,
+                         sim + step * speed)
             if target > sim:
                 batch = traffic.window(sim, target)
                 engine.record_many(ids[batch.ids], batch.ts, batch.values)
