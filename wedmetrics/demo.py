@@ -63,8 +63,9 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
     storage = wm.SQLiteBackend(db)
     # the simulated clock jumps step * speed seconds at a time; the collector's
     # samples, stamped just before a jump, must not count as late
-    engine = wm.MetricsEngine(clock=clock, storage=storage,
-                              lateness=max(5.0, 4.0 * step * speed))
+    lateness = max(5.0, 4.0 * step * speed)
+    engine = wm.MetricsEngine(clock=clock, storage=storage, lateness=lateness,
+                              retention={"1s": max(600.0, 2 * lateness + 120.0)})
     ids = traffic.register(engine)
     alerts = AlertEngine(engine, calendar=calendar, notifiers=[LogNotifier(logger)],
                          rules=DEMO_RULES)
