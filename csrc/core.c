@@ -24,6 +24,38 @@ struct wm_series {
                              * are all still there) */
 };
 
+/* ---- sliding-window cache types ------------------------------------------
+ * A window query merges ~100 one-second bucket bodies at the edges of a
+ * 5-minute window; the alert engine asks the same windows every tick.  Per
+ * (series, window length) the cache keeps the bins of the closed buckets the
+ * last walk covered, so the next query only adds the newly covered buckets
+ * and subtracts those that left (bin counts subtract exactly).  Only level-0
+ * sketches (no collapse) are cached: that keeps subtraction exact.  count,
+ * sum, min and max are replayed from the slots in walk order, so the result
+ * is bit-identical to merging every piece afresh. */
+#define WM_WC_SETS 1024
+#define WM_WC_WAYS 4
+
+typedef struct {
+    int level;
+    int64_t idx;
+} wm_pkey;
+
+typedef struct {
+    const wm_ring *ring;     /* closed piece: its ring and slot */
+    const wm_slot *sl;
+    const wm_bucket *open;   /* open piece: the bucket (ring and sl unused) */
+    wm_pkey key;
+} wm_piece;
+
+typedef struct {
+    int64_t sid, width;      /* sid < 0: unused */
+    uint64_t used;           /* LRU tick */
+    wm_sketch bins;          /* level 0; count and zero kept, other stats unused */
+    wm_pkey *keys;           /* the closed pieces in bins, sorted */
+    int64_t n_keys, keys_cap;
+} wm_wcache;
+
 static inline wm_bucket *open_at(const wm_series *s, uint32_t i)
 {
     uint32_t p = s->open_head + i;
@@ -51,6 +83,12 @@ struct wm_core {
     size_t scratch_cap;
     wm_sketch build[WM_MAX_LEVELS];   /* coarse buckets being closed, per level */
     wm_acct mem;
+    wm_wcache **wcache;     /* WM_WC_SETS * WM_WC_WAYS entries, each allocated on first use */
+    uint64_t wc_tick;       /* LRU clock of the window cache */
+    wm_piece *pieces;       /* scratch of the window walk */
+    int64_t n_pieces, pieces_cap;
+    wm_pkey *pkeys;         /* scratch: the walk's closed pieces, sorted */
+    int64_t pkeys_cap;
 };
 
 /* ---- accounted allocation ---------------------------------------------- */
@@ -171,6 +209,18 @@ void wm_core_free(wm_core *c)
     for (int i = 0; i < c->nlevels; i++)
         wm_sketch_free(&c->build[i]);
     outbox_release(c, &c->outbox);
+    if (c->wcache) {
+        for (int i = 0; i < WM_WC_SETS * WM_WC_WAYS; i++) {
+            if (!c->wcache[i])
+                continue;
+            wm_sketch_free(&c->wcache[i]->bins);
+            free(c->wcache[i]->keys);
+            free(c->wcache[i]);
+        }
+        free(c->wcache);
+    }
+    free(c->pieces);
+    free(c->pkeys);
     free(c);
 }
 
@@ -762,11 +812,383 @@ static int cover(wm_core *c, const wm_series *s, int level, int64_t lo, int64_t 
     return cover(c, s, level - 1, last * r, hi, acc);
 }
 
+/* ---- the sliding-window cache ------------------------------------------- */
+
+static int push_piece(wm_core *c, const wm_ring *ring, const wm_slot *sl, const wm_bucket *b,
+                      int level, int64_t idx)
+{
+    if (c->n_pieces == c->pieces_cap) {
+        int64_t ncap = c->pieces_cap ? c->pieces_cap * 2 : 256;
+        wm_piece *p = xrealloc(c, c->pieces, (size_t)c->pieces_cap * sizeof(wm_piece),
+                               (size_t)ncap * sizeof(wm_piece));
+        if (!p)
+            return WM_ENOMEM;
+        c->pieces = p;
+        c->pieces_cap = ncap;
+    }
+    wm_piece *pc = &c->pieces[c->n_pieces++];
+    pc->ring = ring;
+    pc->sl = sl;
+    pc->open = b;
+    pc->key.level = level;
+    pc->key.idx = idx;
+    return WM_OK;
+}
+
+static int walk_ring_span(wm_core *c, const wm_ring *r, int level, int64_t lo, int64_t hi)
+{
+    if (lo >= hi)
+        return WM_OK;
+    for (uint32_t p = ring_lower(r, lo); p < r->n; p++) {
+        const wm_slot *sl = ring_at(r, p);
+        int64_t idx = slot_idx(r, sl);
+        if (idx >= hi)
+            break;
+        if (push_piece(c, r, sl, NULL, level, idx))
+            return WM_ENOMEM;
+    }
+    return WM_OK;
+}
+
+/* cover() that lists the pieces in its merge order instead of merging them. */
+static int walk(wm_core *c, const wm_series *s, int level, int64_t lo, int64_t hi)
+{
+    if (lo >= hi)
+        return WM_OK;
+    if (level == 0) {
+        if (walk_ring_span(c, &s->rings[0], 0, lo, min64(hi, s->closed_until)))
+            return WM_ENOMEM;
+        for (uint32_t i = 0; i < s->n_open; i++) {
+            const wm_bucket *b = open_at(s, i);
+            if (lo <= b->idx && b->idx < hi && push_piece(c, NULL, NULL, b, 0, b->idx))
+                return WM_ENOMEM;
+        }
+        return WM_OK;
+    }
+    int64_t r = c->ratios[level];
+    int64_t first = -wm_floordiv(-lo, r);
+    int64_t last = wm_floordiv(hi, r);
+    if (first >= last)
+        return walk(c, s, level - 1, lo, hi);
+    if (walk(c, s, level - 1, lo, first * r))
+        return WM_ENOMEM;
+    int64_t closed = min64(last, wm_floordiv(s->closed_until, r));
+    const wm_ring *ring = &s->rings[level];
+    int64_t kept = max64(ring->gone + 1, first);
+    int64_t j = first;
+    if (j < kept) {
+        if (walk(c, s, level - 1, j * r, min64(kept, last) * r))
+            return WM_ENOMEM;
+        j = kept;
+    }
+    if (j < closed) {
+        if (walk_ring_span(c, ring, level, j, closed))
+            return WM_ENOMEM;
+        j = closed;
+    }
+    if (j < last && walk(c, s, level - 1, j * r, last * r))
+        return WM_ENOMEM;
+    return walk(c, s, level - 1, last * r, hi);
+}
+
+/* A closed slot's record: collapses, count, min, max and body. */
+typedef struct {
+    int collapses;
+    uint64_t count;
+    double mn, mx;
+    const uint8_t *body;
+    size_t len;
+} slot_rec;
+
+static void read_slot(const wm_ring *r, const wm_slot *sl, slot_rec *out)
+{
+    const uint8_t *rec = r->arena + sl->ref;
+    size_t p = 0;
+    uint64_t body_len;
+    wm_get_varint(rec, 10, &p, &body_len);
+    out->collapses = rec[p++];
+    wm_get_varint(rec, p + 10, &p, &out->count);
+    memcpy(&out->mn, rec + p, 8);
+    memcpy(&out->mx, rec + p + 8, 8);
+    out->body = rec + p + 16;
+    out->len = (size_t)body_len;
+}
+
+static int pkey_cmp(const void *a, const void *b)
+{
+    const wm_pkey *x = a, *y = b;
+    if (x->level != y->level)
+        return x->level < y->level ? -1 : 1;
+    return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+/* The slot of (level, idx) in the series' ring, or NULL once evicted. */
+static const wm_slot *find_slot(const wm_series *s, wm_pkey k, const wm_ring **ring)
+{
+    const wm_ring *r = &s->rings[k.level];
+    uint32_t p = ring_lower(r, k.idx);
+    if (p >= r->n || slot_idx(r, ring_at(r, p)) != k.idx)
+        return NULL;
+    *ring = r;
+    return ring_at(r, p);
+}
+
+static int wc_absorb(wm_wcache *e, const wm_ring *r, const wm_slot *sl)
+{
+    if (sl->ref == WM_THIN)
+        return wm_sketch_add(&e->bins, sl->sum);
+    slot_rec rec;
+    read_slot(r, sl, &rec);
+    return wm_sketch_merge_body(&e->bins, 0, rec.count, 0.0, 0.0, 0.0, rec.body, rec.len);
+}
+
+static void wc_remove(wm_wcache *e, const wm_ring *r, const wm_slot *sl)
+{
+    if (sl->ref == WM_THIN) {
+        wm_sketch_sub_point(&e->bins, sl->sum);
+        return;
+    }
+    slot_rec rec;
+    read_slot(r, sl, &rec);
+    wm_sketch_sub_body(&e->bins, rec.count, rec.body, rec.len);
+}
+
+static wm_wcache *wc_entry(wm_core *c, int64_t sid, int64_t width)
+{
+    size_t n_entries = (size_t)WM_WC_SETS * WM_WC_WAYS;
+    if (!c->wcache) {
+        c->wcache = xrealloc(c, NULL, 0, n_entries * sizeof(wm_wcache *));
+        if (!c->wcache)
+            return NULL;
+        memset(c->wcache, 0, n_entries * sizeof(wm_wcache *));
+    }
+    uint64_t h = (uint64_t)sid * 0x9E3779B97F4A7C15ull ^ (uint64_t)width * 0xC2B2AE3D27D4EB4Full;
+    wm_wcache **set = &c->wcache[(size_t)((h >> 20) % WM_WC_SETS) * WM_WC_WAYS];
+    c->wc_tick++;
+    int vw = 0;
+    for (int w = 0; w < WM_WC_WAYS; w++) {
+        if (!set[w]) {   /* a free way: the set is not full yet */
+            set[w] = xrealloc(c, NULL, 0, sizeof(wm_wcache));
+            if (!set[w])
+                return NULL;
+            wm_sketch_init(&set[w]->bins, c->alpha, c->max_bins, &c->mem);
+            set[w]->keys = NULL;
+            set[w]->n_keys = set[w]->keys_cap = 0;
+            set[w]->used = 0;
+            vw = w;
+            break;
+        }
+        if (set[w]->sid == sid && set[w]->width == width) {
+            set[w]->used = c->wc_tick;
+            return set[w];
+        }
+        if (set[w]->used < set[vw]->used)
+            vw = w;
+    }
+    wm_wcache *victim = set[vw];
+    victim->sid = sid;
+    victim->width = width;
+    victim->used = c->wc_tick;
+    victim->n_keys = 0;
+    wm_sketch_clear(&victim->bins);
+    return victim;
+}
+
+static void wc_drop(wm_wcache *e)
+{
+    e->sid = -1;
+    e->used = 0;
+    e->n_keys = 0;
+    wm_sketch_clear(&e->bins);
+}
+
+/* Bring e's bins to exactly the closed pieces keys[0..n) (sorted).
+ * Returns 1 when done, 0 when the cache cannot hold them (collapse), or WM_ENOMEM. */
+static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey *keys,
+                     int64_t n)
+{
+    /* how much differs: a merge-join of the old and new sorted key lists */
+    int64_t i = 0, j = 0, diff = 0;
+    while (i < e->n_keys || j < n) {
+        int cmp = i == e->n_keys ? 1 : j == n ? -1 : pkey_cmp(&e->keys[i], &keys[j]);
+        diff++;
+        if (cmp == 0) {
+            diff--;
+            i++;
+            j++;
+        } else if (cmp < 0) {
+            i++;
+        } else {
+            j++;
+        }
+    }
+    int rebuild = e->n_keys == 0 || diff >= n;
+    if (!rebuild) {
+        /* removals first: every old piece must still be in its ring */
+        for (i = 0, j = 0; i < e->n_keys; i++) {
+            while (j < n && pkey_cmp(&keys[j], &e->keys[i]) < 0)
+                j++;
+            if (j < n && pkey_cmp(&keys[j], &e->keys[i]) == 0)
+                continue;
+            const wm_ring *r;
+            if (!find_slot(s, e->keys[i], &r)) {
+                rebuild = 1;
+                break;
+            }
+        }
+    }
+    if (rebuild) {
+        wm_sketch_clear(&e->bins);
+        for (j = 0; j < n; j++) {
+            const wm_ring *r = NULL;
+            const wm_slot *sl = find_slot(s, keys[j], &r);
+            if (wc_absorb(e, r, sl))
+                return WM_ENOMEM;
+        }
+    } else {
+        for (i = 0, j = 0; i < e->n_keys; i++) {
+            while (j < n && pkey_cmp(&keys[j], &e->keys[i]) < 0)
+                j++;
+            if (j < n && pkey_cmp(&keys[j], &e->keys[i]) == 0)
+                continue;
+            const wm_ring *r = NULL;
+            const wm_slot *sl = find_slot(s, e->keys[i], &r);
+            wc_remove(e, r, sl);
+        }
+        for (i = 0, j = 0; j < n; j++) {
+            while (i < e->n_keys && pkey_cmp(&e->keys[i], &keys[j]) < 0)
+                i++;
+            if (i < e->n_keys && pkey_cmp(&e->keys[i], &keys[j]) == 0)
+                continue;
+            const wm_ring *r = NULL;
+            const wm_slot *sl = find_slot(s, keys[j], &r);
+            if (wc_absorb(e, r, sl))
+                return WM_ENOMEM;
+        }
+    }
+    if (e->bins.collapses != 0)
+        return 0;
+    if (n > e->keys_cap) {
+        int64_t ncap = n * 2;
+        wm_pkey *p = xrealloc(c, e->keys, (size_t)e->keys_cap * sizeof(wm_pkey),
+                              (size_t)ncap * sizeof(wm_pkey));
+        if (!p)
+            return WM_ENOMEM;
+        e->keys = p;
+        e->keys_cap = ncap;
+    }
+    memcpy(e->keys, keys, (size_t)n * sizeof(wm_pkey));
+    e->n_keys = n;
+    return 1;
+}
+
+/* The window of one series into an empty level-0 acc through the cache.
+ * Returns 1 when done, 0 when the caller must take the plain cover walk. */
+static int window_cached(wm_core *c, wm_series *s, int64_t lo, int64_t hi, wm_sketch *acc)
+{
+    c->n_pieces = 0;
+    if (walk(c, s, c->nlevels - 1, lo, hi))
+        return WM_ENOMEM;
+    int64_t n = 0;
+    for (int64_t i = 0; i < c->n_pieces; i++) {
+        const wm_piece *pc = &c->pieces[i];
+        if (pc->open)
+            continue;
+        if (pc->sl->ref != WM_THIN) {
+            slot_rec rec;
+            read_slot(pc->ring, pc->sl, &rec);
+            if (rec.collapses)
+                return 0;
+        }
+        n++;
+    }
+    if (n < 8)
+        return 0;   /* a short walk merges as fast as the cache would */
+    if (n > c->pkeys_cap) {
+        int64_t ncap = n * 2;
+        wm_pkey *p = xrealloc(c, c->pkeys, (size_t)c->pkeys_cap * sizeof(wm_pkey),
+                              (size_t)ncap * sizeof(wm_pkey));
+        if (!p)
+            return WM_ENOMEM;
+        c->pkeys = p;
+        c->pkeys_cap = ncap;
+    }
+    n = 0;
+    for (int64_t i = 0; i < c->n_pieces; i++)
+        if (!c->pieces[i].open)
+            c->pkeys[n++] = c->pieces[i].key;
+    qsort(c->pkeys, (size_t)n, sizeof(wm_pkey), pkey_cmp);
+    wm_wcache *e = wc_entry(c, s->sid, (int64_t)((uint64_t)hi - (uint64_t)lo));
+    if (!e)
+        return WM_ENOMEM;
+    int rc = wc_update(c, s, e, c->pkeys, n);
+    if (rc <= 0) {
+        wc_drop(e);
+        return rc;
+    }
+    /* Bins: the closed part, then the open buckets.  The collapse level of
+     * a merge is the smallest one that fits the union of the key ranges, so
+     * it does not depend on the order of the pieces. */
+    if (e->bins.count && wm_sketch_merge(acc, &e->bins))
+        return WM_ENOMEM;
+    for (int64_t i = 0; i < c->n_pieces; i++) {
+        const wm_piece *pc = &c->pieces[i];
+        if (pc->open && wm_sketch_merge(acc, &pc->open->sk))
+            return WM_ENOMEM;
+    }
+    /* Stats: replayed in walk order, as the uncached merges accumulate them. */
+    uint64_t zero = acc->zero, count = acc->count;
+    acc->sum = 0.0;
+    acc->min = INFINITY;
+    acc->max = -INFINITY;
+    for (int64_t i = 0; i < c->n_pieces; i++) {
+        const wm_piece *pc = &c->pieces[i];
+        double sum, mn, mx;
+        if (pc->open) {
+            if (pc->open->sk.count == 0)
+                continue;
+            sum = pc->open->sk.sum;
+            mn = pc->open->sk.min;
+            mx = pc->open->sk.max;
+        } else if (pc->sl->ref == WM_THIN) {
+            sum = 0.0 + pc->sl->sum;
+            mn = mx = pc->sl->sum;
+        } else {
+            slot_rec rec;
+            read_slot(pc->ring, pc->sl, &rec);
+            if (rec.count == 0)
+                continue;
+            sum = pc->sl->sum;
+            mn = rec.mn;
+            mx = rec.mx;
+        }
+        acc->sum += sum;
+        if (mn < acc->min)
+            acc->min = mn;
+        if (mx > acc->max)
+            acc->max = mx;
+    }
+    acc->zero = zero;
+    acc->count = count;
+    return 1;
+}
+
 int wm_core_window(wm_core *c, int64_t n, const int64_t *sids, int64_t lo, int64_t hi,
                    wm_sketch *acc)
 {
     lo = max64(min64(lo, WM_IDX_CLAMP), -WM_IDX_CLAMP);
     hi = max64(min64(hi, WM_IDX_CLAMP), -WM_IDX_CLAMP);
+    if (n == 1 && acc->count == 0 && acc->collapses == 0 && hi > lo) {
+        wm_series *s = c->series[sids[0]];
+        if (advance_series(c, s))
+            return WM_ENOMEM;
+        int rc = window_cached(c, s, lo, hi, acc);
+        if (rc < 0)
+            return rc;
+        if (rc == 1)
+            return WM_OK;
+        return cover(c, s, c->nlevels - 1, lo, hi, acc) ? WM_ENOMEM : WM_OK;
+    }
     for (int64_t i = 0; i < n; i++) {
         wm_series *s = c->series[sids[i]];
         if (advance_series(c, s) || cover(c, s, c->nlevels - 1, lo, hi, acc))
@@ -883,4 +1305,14 @@ void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS])
     for (int l = 0; l < c->nlevels; l++)
         out[10] += store_bytes(&c->build[l]);
     out[11] = c->outbox.cap * 65 + (int64_t)c->outbox.b_cap;
+    out[12] = (c->pieces_cap * (int64_t)sizeof(wm_piece) + c->pkeys_cap * (int64_t)sizeof(wm_pkey));
+    if (c->wcache) {
+        out[12] += WM_WC_SETS * WM_WC_WAYS * (int64_t)sizeof(wm_wcache *);
+        for (int i = 0; i < WM_WC_SETS * WM_WC_WAYS; i++) {
+            const wm_wcache *e = c->wcache[i];
+            if (e)
+                out[12] += (int64_t)sizeof(wm_wcache) + e->keys_cap * (int64_t)sizeof(wm_pkey) +
+                           store_bytes(&e->bins);
+        }
+    }
 }

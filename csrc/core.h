@@ -105,7 +105,9 @@ int wm_core_advance(wm_core *c, double now);   /* now must be finite */
 double wm_core_watermark(const wm_core *c);
 
 /* Merge of finest buckets lo <= idx < hi of the series into *acc (an
- * initialised sketch).  Ids must be valid (checked by the caller). */
+ * initialised sketch).  Ids must be valid (checked by the caller).  A query
+ * of one series into an empty sketch goes through the sliding-window cache
+ * (bounded, LRU; its bytes count in memory_bytes): same result, bit for bit. */
 int wm_core_window(wm_core *c, int64_t n, const int64_t *sids, int64_t lo, int64_t hi,
                    wm_sketch *acc);
 /* Buckets of one level; rows appended to *out (free with wm_rows_free). */
@@ -138,8 +140,8 @@ void wm_outbox_free(wm_outbox *o);
 int64_t wm_core_memory_bytes(const wm_core *c);
 /* Where the bytes are (for tests and tuning): series blocks, open buckets,
  * then slots and arena bytes of levels 0, 1, 2 and 3+, coarse accumulators'
- * counts arrays, outbox. */
-#define WM_MEM_PARTS 12
+ * counts arrays, outbox, sliding-window cache. */
+#define WM_MEM_PARTS 13
 void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS]);
 
 /* Floor division for any sign, as Python's //. */

@@ -711,6 +711,82 @@ int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum
     return WM_OK;
 }
 
+/* ---- subtraction (the core's sliding-window cache) -------------------------- */
+
+/* Take c from key k, which holds at least c; the used range stays tight. */
+static void store_take(wm_store *st, int64_t k, uint64_t c)
+{
+    uint64_t *cell = &st->c[k - st->off];
+    *cell -= c;
+    st->ntk = WM_UNTRACKED;   /* the list cannot drop keys; clear scans the span */
+    if (*cell)
+        return;
+    st->nb--;
+    if (st->nb == 0) {
+        st->lo = 1;
+        st->hi = 0;
+        return;
+    }
+    while (st->c[st->lo - st->off] == 0)
+        st->lo++;
+    while (st->c[st->hi - st->off] == 0)
+        st->hi--;
+}
+
+int wm_sketch_sub_point(wm_sketch *s, double v)
+{
+    s->count -= 1;
+    wm_store *st;
+    double m;
+    if (v > 0.0) {
+        st = &s->pos;
+        m = v;
+    } else if (v < 0.0) {
+        st = &s->neg;
+        m = -v;
+    } else {
+        s->zero -= 1;
+        return WM_OK;
+    }
+    if (m < DBL_MIN) {
+        s->zero -= 1;
+        return WM_OK;
+    }
+    store_take(st, base_key(m, s->mult), 1);
+    return WM_OK;
+}
+
+static void unload_store(wm_store *st, const uint8_t *buf, size_t len, const store_scan *sc)
+{
+    size_t p = sc->start;
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < sc->n; i++) {
+        uint64_t step = 0, c = 0;
+        wm_get_varint(buf, len, &p, &step);
+        wm_get_varint(buf, len, &p, &c);
+        int64_t k = i == 0 ? unzigzag(step) : prev + (int64_t)step;
+        store_take(st, k, c);
+        prev = k;
+    }
+}
+
+int wm_sketch_sub_body(wm_sketch *s, uint64_t count, const uint8_t *body, size_t len)
+{
+    if (count == 0)
+        return WM_OK;
+    size_t p = 0;
+    uint64_t zero;
+    store_scan neg, pos;
+    if (wm_get_varint(body, len, &p, &zero) || scan_store(body, len, &p, UINT64_MAX, &neg) ||
+        scan_store(body, len, &p, UINT64_MAX, &pos))
+        return WM_EFORMAT;
+    unload_store(&s->neg, body, len, &neg);
+    unload_store(&s->pos, body, len, &pos);
+    s->zero -= zero;
+    s->count -= count;
+    return WM_OK;
+}
+
 /* ---- reading -------------------------------------------------------------- */
 
 /* exp() that saturates like IEEE (CPython's math.exp raises instead; the

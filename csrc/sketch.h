@@ -84,6 +84,12 @@ int wm_sketch_merge(wm_sketch *s, const wm_sketch *o);
 int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
                          double mx, const uint8_t *body, size_t len);
 
+/* Undo a level-0 add or merge_body on a level-0 sketch that holds those
+ * points (the core's sliding-window cache); count and bins only, the
+ * other stats are left as they are. */
+int wm_sketch_sub_point(wm_sketch *s, double v);
+int wm_sketch_sub_body(wm_sketch *s, uint64_t count, const uint8_t *body, size_t len);
+
 /* Reading. */
 double wm_sketch_quantile(const wm_sketch *s, double q);
 double wm_sketch_alpha(const wm_sketch *s);

@@ -603,10 +603,11 @@ cdef class Core:
 
     def _memory_breakdown(self):
         """Where :meth:`memory_bytes` goes (used by tests and tuning): a dict of bytes."""
-        cdef int64_t parts[12]
+        cdef int64_t parts[13]
         wm_core_memory_breakdown(self.c, parts)
         names = ["series", "open_buckets", "slots_0", "arena_0", "slots_1", "arena_1",
-                 "slots_2", "arena_2", "slots_3+", "arena_3+", "accumulators", "outbox"]
+                 "slots_2", "arena_2", "slots_3+", "arena_3+", "accumulators", "outbox",
+                 "window_cache"]
         return {name: parts[i] for i, name in enumerate(names)}
 
 
