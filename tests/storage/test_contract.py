@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import wedmetrics as wm
-from wedmetrics.buckets import SeriesKey
+from wedmetrics.buckets import BucketBatch, SeriesKey
 from wedmetrics.storage import AlertEvent, InvalidKeyError, StorageBackend
 
 from .helpers import make_batch, minute_batch
@@ -311,3 +311,51 @@ class TestSeveralWriters:
         got = make_backend("org-a").read_alert_events(T0, T0 + 1)
         assert sorted(got, key=lambda e: e.annotations["by"]) == [noise, useful]
         assert got == one.read_alert_events(T0, T0 + 1)       # one stable order
+
+    @pytest.mark.parametrize("rows", [1, 499, 500, 1_234, 20_001])
+    def test_bulk_batch_sizes_round_trip_exactly(self, make_backend, rows):
+        # batch sizes around the backends' internal splits: SQLite binds 500
+        # rows per statement, PostgreSQL streams COPY in 20,000-row chunks
+        b = make_backend()
+        rng = np.random.default_rng(rows)
+        series = 3
+        keys = {i: SeriesKey.of("bulk", {"s": str(i)}) for i in range(series)}
+        sid = np.sort(rng.integers(0, series, size=rows))          # series by series
+        start = np.empty(rows)
+        for i in range(series):
+            at = np.flatnonzero(sid == i)
+            start[at] = T0 + 60.0 * np.arange(len(at))
+        # sketches of several sizes, as real ones are
+        pool = []
+        for size in (1, 4, 40, 400):
+            s = wm.Sketch(ALPHA)
+            for v in rng.lognormal(0.0, 2.0, size=size):
+                s.add(float(v))
+            pool.append(s.to_bytes())
+        batch = BucketBatch(sid.astype(np.int64), np.full(rows, 60.0), start,
+                            rng.integers(0, 10**12, size=rows), rng.normal(size=rows),
+                            -rng.random(rows), rng.random(rows),
+                            [pool[j] for j in rng.integers(0, len(pool), size=rows)], keys)
+        assert b.write_buckets(batch) == rows
+        assert b.write_buckets(batch) == 0
+        for i, key in keys.items():
+            at = np.flatnonzero(sid == i)
+            got = b.read_buckets(key, 60.0, 0, 2e9)
+            np.testing.assert_array_equal(got.start, start[at])
+            np.testing.assert_array_equal(got.count, batch.count[at])
+            np.testing.assert_array_equal(got.sum, batch.sum[at])
+            np.testing.assert_array_equal(got.min, batch.min[at])
+            np.testing.assert_array_equal(got.max, batch.max[at])
+            assert got.sketch == [batch.sketch[j] for j in at]
+
+    def test_any_int64_engine_ids(self, make_backend):
+        # engine-local ids are only labels of batch.keys: negative and huge ones work too
+        b = make_backend()
+        ids = [-7, 0, 3, 2**62]
+        keys = {i: SeriesKey.of("ids", {"id": str(i)}) for i in ids}
+        rows = [(i, 60.0, T0 + 60 * k, [float(n + 1)]) for n, i in enumerate(ids)
+                for k in range(4)]
+        assert b.write_buckets(make_batch(rows, keys)) == 16
+        for n, i in enumerate(ids):
+            got = b.read_buckets(keys[i], 60.0, 0, 2e9)
+            assert got.count.tolist() == [1] * 4 and got.max.tolist() == [n + 1.0] * 4

@@ -24,7 +24,7 @@ from ..clock import parse_duration
 __all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key",
            "check_text", "key_problem", "key_digest", "labels_text", "labels_from_text",
            "parse_retention", "merge_rows", "state_json", "new_writer_id", "check_writer_id",
-           "merge_writer_rows", "WRITER_ID_MAX"]
+           "merge_writer_rows", "WRITER_ID_MAX", "backend_series_ids"]
 
 
 class InvalidKeyError(ValueError):
@@ -380,3 +380,27 @@ def check_batch(batch: BucketBatch) -> None:
         raise ValueError("BucketBatch.start holds a non-finite timestamp")
     if n and not (batch.width > 0).all():
         raise ValueError("BucketBatch.width must be positive")
+
+
+def backend_series_ids(batch: BucketBatch, ids: dict) -> np.ndarray:
+    """The backend's series id of every row of ``batch`` (int64), given ``ids``
+    mapping each :class:`SeriesKey` of ``batch.keys`` to its backend id.
+
+    Vectorized: a per-row dict lookup costs about 10 ms per 200,000 rows.
+    Engine ids are small and dense, so one table lookup usually does; any
+    other ids (negative, huge) go through a sorted search.  Call after
+    :func:`check_batch`, which makes sure every row's id has a key.
+    """
+    local = np.fromiter(batch.keys.keys(), dtype=np.int64, count=len(batch.keys))
+    backend = np.fromiter((ids[k] for k in batch.keys.values()), dtype=np.int64,
+                          count=len(batch.keys))
+    series = np.asarray(batch.series, dtype=np.int64)
+    if not len(local):
+        return np.empty(0, dtype=np.int64)
+    lo, hi = int(local.min()), int(local.max())
+    if lo >= 0 and hi < 4 * len(series) + 65536:
+        table = np.zeros(hi + 1, dtype=np.int64)
+        table[local] = backend
+        return table[series]
+    order = np.argsort(local, kind="stable")
+    return backend[order][np.searchsorted(local[order], series)]

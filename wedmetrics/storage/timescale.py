@@ -34,9 +34,9 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_text,
-                   check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
-                   merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, RuleState, backend_series_ids, batch_from_rows, check_batch,
+                   check_text, check_writer_id, key_digest, labels_from_text, labels_match,
+                   labels_text, merge_rows, parse_retention, state_json)
 
 __all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
 
@@ -53,6 +53,23 @@ _PART_NAME = re.compile(r"^wm_buckets_w(\d+)_p(-?\d+)$")
 def _partition_span(width: float) -> float:
     """Seconds of one plain-layout partition: a day, or 30 days for coarse buckets."""
     return _DAY if width < 3600.0 else 30 * _DAY
+
+
+def _partition_keys(width: np.ndarray, start: np.ndarray) -> set[tuple[int, int]]:
+    """The ``(width in ms, period)`` of every plain-layout partition the rows fall in.
+
+    A batch comes series by series, so the key changes only every few thousand
+    rows: only the first row of each run becomes a Python tuple (a set over
+    every row's tuple cost 15 ms per 200,000 rows, before the COPY could start).
+    """
+    if not len(width):
+        return set()
+    span = np.where(width < 3600.0, _DAY, 30 * _DAY)
+    wms = np.round(width * 1000).astype(np.int64)
+    period = np.floor(start / span).astype(np.int64)
+    first = np.flatnonzero(np.concatenate(([True], (wms[1:] != wms[:-1])
+                                           | (period[1:] != period[:-1]))))
+    return set(zip(wms[first].tolist(), period[first].tolist()))
 
 
 class TimescaleBackend:
@@ -398,10 +415,7 @@ class TimescaleBackend:
     def _write(self, conn, batch: BucketBatch) -> int:
         with conn.transaction():
             known = self._series_ids(conn, batch.keys.values())
-        local = np.zeros(max(batch.keys) + 1, dtype=np.int64)
-        for i, key in batch.keys.items():
-            local[i] = known[key]
-        sids = local[batch.series]
+        sids = backend_series_ids(batch, known)
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
         def payload():
@@ -442,9 +456,7 @@ class TimescaleBackend:
                 return cur.rowcount
 
     def _ensure_partitions(self, conn, width: np.ndarray, start: np.ndarray) -> None:
-        span = np.where(width < 3600.0, _DAY, 30 * _DAY)
-        wanted = set(zip(np.round(width * 1000).astype(np.int64).tolist(),
-                         np.floor(start / span).astype(np.int64).tolist()))
+        wanted = _partition_keys(width, start)
         for wms, period in sorted(wanted - self._partitions):
             w = wms / 1000.0
             sp = _partition_span(w)
