@@ -149,3 +149,22 @@ def test_merge_history_memory_wins_and_ids_are_matched_by_key():
     np.testing.assert_array_equal(mine.start, [T0, T0 + 60, T0 + 120])
     np.testing.assert_array_equal(mine.count, [1, 2, 1])    # memory's row at T0 + 60
     assert merge_history(BucketBatch.empty(), BucketBatch.empty()).series.shape == (0,)
+
+
+def test_new_files_get_16k_pages_and_older_files_keep_theirs(tmp_path):
+    b = SQLiteBackend(tmp_path / "new.db")
+    assert b._db.execute("PRAGMA page_size").fetchone() == (16384,)
+    b.close()
+    # a file made with SQLite's default 4 KB pages (as before) works unchanged
+    db = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    migrate(db)
+    db.close()
+    b = SQLiteBackend(tmp_path / "old.db", writer_id=1)
+    assert b._db.execute("PRAGMA page_size").fetchone() == (4096,)
+    batch, _ = minute_batch(KEY, T0, 600, seed=3)
+    assert b.write_buckets(batch) == 600 and b.write_buckets(batch) == 0
+    got = b.read_buckets(KEY, 60.0, T0, T0 + 600 * 60)
+    np.testing.assert_array_equal(got.start, batch.start)
+    assert got.sketch == batch.sketch
+    b.close()
