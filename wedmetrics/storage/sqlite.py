@@ -210,15 +210,15 @@ class SQLiteBackend:
                        batch.min.tolist(), batch.max.tolist(), batch.sketch)
             # many rows per statement: binding is the cost, stepping one
             # statement per row nearly doubles it
-            flat = list(itertools.chain.from_iterable(rows))
-            per, c = _ROWS_PER_INSERT, _ROW_VALUES
-            shared = [self.org_id, self.writer_id]
-            full = n - n % per
-            for i in range(0, full, per):
-                self._db.execute(_MULTI_INSERT, shared + flat[i * c:(i + per) * c])
-            if full < n:
+            values = itertools.chain.from_iterable(rows)
+            per = _ROWS_PER_INSERT
+            for _ in range(n // per):
+                params = [self.org_id, self.writer_id]
+                params.extend(itertools.islice(values, per * _ROW_VALUES))
+                self._db.execute(_MULTI_INSERT, params)
+            if n % per:
                 # one statement for the rest; its text is cached per row count
-                self._db.execute(_bucket_insert(n - full), shared + flat[full * c:])
+                self._db.execute(_bucket_insert(n % per), [self.org_id, self.writer_id, *values])
             return self._db.total_changes - before
 
     def _lookup(self, key: SeriesKey) -> int | None:
