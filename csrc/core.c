@@ -70,6 +70,8 @@ struct wm_core {
     int64_t ratios[WM_MAX_LEVELS];
     int64_t retention[WM_MAX_LEVELS];
     double lateness, alpha;
+    double mult;            /* of the key mapping: wm_sketch_mult(alpha) */
+    double w0_inv;          /* 1 / widths[0] when that is exact (a power of two), else 0 */
     uint32_t max_bins;
     double watermark;
     int64_t horizon_idx;    /* floor((watermark - lateness) / w0), clamped */
@@ -152,6 +154,9 @@ wm_core *wm_core_new(int nlevels, const double *widths, const int64_t *retention
     }
     c->lateness = lateness;
     c->alpha = alpha;
+    c->mult = wm_sketch_mult(alpha);
+    int w0_exp;
+    c->w0_inv = frexp(widths[0], &w0_exp) == 0.5 ? 1.0 / widths[0] : 0.0;
     c->max_bins = max_bins;
     c->watermark = -INFINITY;
     c->horizon_idx = -WM_IDX_CLAMP;
@@ -609,10 +614,25 @@ static int advance_series(wm_core *c, wm_series *s)
     return WM_OK;
 }
 
-static void set_watermark(wm_core *c, double t)
+/* floor(q) for |q| <= WM_IDX_LIMIT, without a libm call. */
+static inline int64_t floor_idx(double q)
+{
+    int64_t i = (int64_t)q;
+    return i - ((double)i > q);
+}
+
+/* t / widths[0]; a multiply when the reciprocal is exact: the same double,
+ * since both round the same real number, without a divide's latency. */
+static inline double in_w0(const wm_core *c, double t)
+{
+    return c->w0_inv != 0.0 ? t * c->w0_inv : t / c->widths[0];
+}
+
+static inline void set_watermark(wm_core *c, double t)
 {
     c->watermark = t;
-    c->horizon_idx = clamp_idx(floor((t - c->lateness) / c->widths[0]));
+    double q = in_w0(c, t - c->lateness);
+    c->horizon_idx = fabs(q) <= WM_IDX_LIMIT ? floor_idx(q) : clamp_idx(floor(q));
     c->has_horizon = 1;
 }
 
@@ -657,34 +677,37 @@ static wm_bucket *open_bucket(wm_core *c, wm_series *s, int64_t idx)
         s->open_cap = ncap;
         s->open_head = 0;
     }
+    s->n_open = n + 1;
+    if (pos == n) {   /* the usual case, a newer second: the spare is in place */
+        open_at(s, n)->idx = idx;
+        return open_at(s, n);
+    }
     wm_bucket spare = *open_at(s, n);
     for (uint32_t j = n; j > pos; j--)
         *open_at(s, j) = *open_at(s, j - 1);
     spare.idx = idx;
     *open_at(s, pos) = spare;
-    s->n_open = n + 1;
     return open_at(s, pos);
 }
 
-static inline int record_one(wm_core *c, int64_t sid, double v, double ts)
+/* One point whose value has base key `key` (wm_sketch_key). */
+static inline int record_one(wm_core *c, int64_t sid, double v, double ts, int64_t key)
 {
-    if (sid < 0 || sid >= c->n_series)
+    if ((uint64_t)sid >= (uint64_t)c->n_series)
         return WM_REC_UNKNOWN_SERIES;
     if (!isfinite(v))
         return WM_REC_BAD_VALUE;
-    if (!isfinite(ts))
-        return WM_REC_BAD_TS;
-    double fidx = floor(ts / c->widths[0]);
-    if (!(fabs(fidx) <= WM_IDX_LIMIT))
+    double q = in_w0(c, ts);
+    if (!(fabs(q) <= WM_IDX_LIMIT))   /* also NaN and inf */
         return WM_REC_BAD_TS;
     if (ts > c->watermark)
         set_watermark(c, ts);
-    int64_t idx = (int64_t)fidx;
+    int64_t idx = floor_idx(q);
     if (idx < c->horizon_idx)
         return WM_REC_LATE;
     wm_series *s = c->series[sid];
     wm_bucket *b = open_bucket(c, s, idx);
-    if (!b || wm_sketch_add(&b->sk, v))
+    if (!b || wm_sketch_add_key(&b->sk, v, key))
         return WM_ENOMEM;
     s->last_value = v;
     s->last_ts = ts;
@@ -702,25 +725,36 @@ static inline int record_one(wm_core *c, int64_t sid, double v, double ts)
 
 int wm_core_record(wm_core *c, int64_t sid, double v, double ts)
 {
-    int code = record_one(c, sid, v, ts);
+    int code = record_one(c, sid, v, ts, wm_sketch_key(c->mult, v));
     if (code >= 0)
         c->outcomes[code]++;
     return code;
 }
 
+/* Keys are computed a chunk at a time, apart from the bucket work: a loop of
+ * independent arithmetic runs several points at once, which the bucket
+ * loop (one dependent chain of loads per point) cannot. */
+#define RECORD_CHUNK 512
+
 int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,
                         const double *vals, int64_t counts[5])
 {
     int rc = WM_OK;
+    int64_t keys[RECORD_CHUNK];
     for (int i = 0; i < 5; i++)
         counts[i] = 0;
-    for (int64_t i = 0; i < n; i++) {
-        int code = record_one(c, sids[i], vals[i], ts[i]);
-        if (code < 0) {
-            rc = code;
-            break;
+    for (int64_t i0 = 0; i0 < n && rc == WM_OK; i0 += RECORD_CHUNK) {
+        int64_t m = n - i0 < RECORD_CHUNK ? n - i0 : RECORD_CHUNK;
+        wm_sketch_keys(c->mult, m, vals + i0, keys);
+        for (int64_t j = 0; j < m; j++) {
+            int64_t i = i0 + j;
+            int code = record_one(c, sids[i], vals[i], ts[i], keys[j]);
+            if (code < 0) {
+                rc = code;
+                break;
+            }
+            counts[code]++;
         }
-        counts[code]++;
     }
     for (int i = 0; i < 5; i++)
         c->outcomes[i] += counts[i];
@@ -730,18 +764,30 @@ int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double
 int64_t wm_core_first_invalid(const wm_core *c, int64_t n, const int64_t *sids,
                               const double *ts, const double *vals, int *code)
 {
-    for (int64_t i = 0; i < n; i++) {
-        if (sids[i] < 0 || sids[i] >= c->n_series) {
-            *code = WM_REC_UNKNOWN_SERIES;
-            return i;
-        }
-        if (!isfinite(vals[i])) {
-            *code = WM_REC_BAD_VALUE;
-            return i;
-        }
-        if (!isfinite(ts[i]) || !(fabs(floor(ts[i] / c->widths[0])) <= WM_IDX_LIMIT)) {
-            *code = WM_REC_BAD_TS;
-            return i;
+    /* the common case, everything valid, as one branch-free pass per chunk */
+    const int64_t chunk = 1024;
+    const double w = c->widths[0];
+    for (int64_t i0 = 0; i0 < n; i0 += chunk) {
+        int64_t m = n - i0 < chunk ? n - i0 : chunk;
+        int bad = 0;
+        for (int64_t i = i0; i < i0 + m; i++)
+            bad |= ((uint64_t)sids[i] >= (uint64_t)c->n_series) | !(fabs(vals[i]) <= DBL_MAX) |
+                   !(fabs(ts[i] / w) <= WM_IDX_LIMIT);
+        if (!bad)
+            continue;
+        for (int64_t i = i0; i < i0 + m; i++) {
+            if ((uint64_t)sids[i] >= (uint64_t)c->n_series) {
+                *code = WM_REC_UNKNOWN_SERIES;
+                return i;
+            }
+            if (!isfinite(vals[i])) {
+                *code = WM_REC_BAD_VALUE;
+                return i;
+            }
+            if (!(fabs(ts[i] / w) <= WM_IDX_LIMIT)) {
+                *code = WM_REC_BAD_TS;
+                return i;
+            }
         }
     }
     *code = WM_REC_OK;

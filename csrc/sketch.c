@@ -35,9 +35,63 @@ static inline int64_t shift_key(int64_t k, int c)
     return -((-k) >> c);
 }
 
-static inline int64_t base_key(double magnitude, double mult)
+/* ---- key mapping ------------------------------------------------------
+ * The key of a magnitude m is ceil(log(m) * mult), with libm's log: the
+ * reference computes exactly that.  log() is most of the cost of add(), so
+ * y = log(m) * mult is first estimated without it: m = 2^e * x with x in
+ * [1, 2), log(x) = log(c_i) + log(x / c_i) for c_i the centre of x's
+ * 1/256th of [1, 2), and |x / c_i - 1| < 2^-9 leaves a degree-4 series
+ * whose truncation error is below 1e-14.  The estimate is within
+ * KEY_SLACK of libm's y (bound in the comment there); when its ceiling
+ * could differ - y within that slack of an integer, about one value in
+ * 10^10 at the default alpha - the key comes from libm's log itself, so
+ * keys are always exactly the reference's. */
+#define LOGTAB_BITS 8
+static double logtab_inv[1 << LOGTAB_BITS], logtab_log[1 << LOGTAB_BITS];
+static int logtab_ready;
+
+void wm_sketch_global_init(void)
+{
+    if (logtab_ready)
+        return;
+    for (int i = 0; i < (1 << LOGTAB_BITS); i++) {
+        double c = 1.0 + (i + 0.5) / (double)(1 << LOGTAB_BITS);
+        logtab_inv[i] = 1.0 / c;
+        logtab_log[i] = log(c);
+    }
+    logtab_ready = 1;
+}
+
+static inline int64_t exact_key(double magnitude, double mult)
 {
     return (int64_t)ceil(log(magnitude) * mult);
+}
+
+/* m must be normal, positive and finite (add() checks). */
+static inline int64_t base_key(double m, double mult)
+{
+    uint64_t bits;
+    memcpy(&bits, &m, sizeof bits);
+    int e = (int)(bits >> 52) - 1023;
+    uint64_t mant = bits & ((UINT64_C(1) << 52) - 1);
+    int i = (int)(mant >> (52 - LOGTAB_BITS));
+    uint64_t xbits = mant | (UINT64_C(1023) << 52);
+    double x;
+    memcpy(&x, &xbits, sizeof x);
+    double r = x * logtab_inv[i] - 1.0;
+    double r2 = r * r;
+    double lr = r - r2 * 0.5 + r2 * r * (1.0 / 3.0) - r2 * r2 * 0.25;
+    double y = ((double)e * 0.69314718055994530942 + (logtab_log[i] + lr)) * mult;
+    /* |estimate - libm| <= mult * (|e| * 2^-53 ln2 + 1e-14 + 1.5 ulp(log m)) + ulp(y)
+     * < 2e-14 * mult * (1 + |log m|) with |log m| < 745: the slack keeps a 5x
+     * margin over that (a constant, so it is off the critical path). */
+    double slack = mult * 7.5e-11;
+    int64_t k = (int64_t)y;          /* |y| < 2^40: mult <= 1/(2e-6), |log m| < 745 */
+    k += (double)k < y;              /* ceil without libm */
+    double gap = (double)k - y;      /* in [0, 1) */
+    if (gap > slack && gap < 1.0 - slack)
+        return k;
+    return exact_key(m, mult);
 }
 
 static inline size_t put_varint(uint8_t *out, uint64_t n)
@@ -70,6 +124,8 @@ static void store_init(wm_store *st)
     st->nb = 0;
     st->ntk = 0;
     st->tbase = 0;
+    for (int i = 0; i < WM_TRACKED; i++)
+        st->tk[i] = INT16_MAX;           /* add_small's sentinels */
     st->sm = 0;
     st->small_ok = 0;
 }
@@ -90,6 +146,10 @@ static void store_clear(wm_store *st)
     } else if (!store_empty(st)) {
         memset(st->c + (st->lo - st->off), 0, (size_t)(st->hi - st->lo + 1) * sizeof(uint64_t));
     }
+    /* unused list entries are INT16_MAX (add_small counts keys below d) */
+    int used = st->ntk == WM_UNTRACKED ? WM_TRACKED : st->ntk;
+    for (int i = 0; i < used; i++)
+        st->tk[i] = INT16_MAX;
     st->lo = 1;
     st->hi = 0;
     st->nb = 0;
@@ -237,7 +297,7 @@ void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct
 {
     s->base_alpha = alpha;
     s->log_gamma = log((1.0 + alpha) / (1.0 - alpha));
-    s->mult = 1.0 / s->log_gamma;
+    s->mult = wm_sketch_mult(alpha);
     s->max_bins = max_bins;
     s->collapses = 0;
     store_init(&s->pos);
@@ -328,20 +388,28 @@ void wm_sketch_allow_small(wm_sketch *s)
 
 static int add_outside(wm_sketch *s, wm_store *st, int64_t k);
 
-/* add() of key k to a store in small mode. */
+/* add() of key k to a store in small mode.  The list is kept sorted by key,
+ * so a closing bucket encodes it as it is. */
 static int add_small(wm_sketch *s, wm_store *st, int64_t k)
 {
     uint32_t n = st->nb;
     int64_t d = k - st->tbase;
     int fits16 = d >= INT16_MIN && d <= INT16_MAX;
+    uint32_t at = 0;
     if (n && fits16) {
-        for (uint32_t i = 0; i < n; i++) {
-            if (st->tk[i] == (int16_t)d) {
-                if (st->tc[i] == UINT32_MAX)
-                    goto dense;
-                st->tc[i]++;
-                return WM_OK;
-            }
+        /* position among the sorted keys: a fixed-length count the compiler
+         * turns into a few vector compares, no mispredicted loop exit
+         * (entries past n are INT16_MAX, which no key is below) */
+        int16_t dd = (int16_t)d;
+        int cnt = 0;
+        for (int i = 0; i < WM_TRACKED; i++)
+            cnt += st->tk[i] < dd;
+        at = (uint32_t)cnt;
+        if (at < n && st->tk[at] == (int16_t)d) {
+            if (st->tc[at] == UINT32_MAX)
+                goto dense;
+            st->tc[at]++;
+            return WM_OK;
         }
     }
     if (n < WM_TRACKED && (n == 0 || fits16)) {
@@ -353,8 +421,12 @@ static int add_small(wm_sketch *s, wm_store *st, int64_t k)
                 st->tbase = k;
                 d = 0;
             }
-            st->tk[n] = (int16_t)d;
-            st->tc[n] = 1;
+            for (uint32_t i = n; i > at; i--) {
+                st->tk[i] = st->tk[i - 1];
+                st->tc[i] = st->tc[i - 1];
+            }
+            st->tk[at] = (int16_t)d;
+            st->tc[at] = 1;
             st->nb = n + 1;
             st->ntk = (uint8_t)(n + 1);
             st->lo = lo;
@@ -377,7 +449,26 @@ dense:
 
 int wm_sketch_add(wm_sketch *s, double v) { return wm_sketch_add_point(s, v, v); }
 
-int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
+/* |v| is a zero bin's: zero or subnormal. */
+static inline int is_zero_bin(double v) { return !(fabs(v) >= DBL_MIN); }
+
+double wm_sketch_mult(double alpha) { return 1.0 / log((1.0 + alpha) / (1.0 - alpha)); }
+
+int64_t wm_sketch_key(double mult, double v)
+{
+    return is_zero_bin(v) ? 0 : base_key(fabs(v), mult);
+}
+
+void wm_sketch_keys(double mult, int64_t n, const double *vals, int64_t *keys)
+{
+    /* a loop of independent estimates: the CPU overlaps them */
+    for (int64_t i = 0; i < n; i++) {
+        double m = fabs(vals[i]);
+        keys[i] = m >= DBL_MIN && m <= DBL_MAX ? base_key(m, mult) : 0;
+    }
+}
+
+static inline int add_keyed(wm_sketch *s, double v, double sumv, int64_t key)
 {
     s->count += 1;
     s->sum += sumv;
@@ -385,23 +476,12 @@ int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
         s->min = v;
     if (v > s->max)
         s->max = v;
-    wm_store *st;
-    double m;
-    if (v > 0.0) {
-        st = &s->pos;
-        m = v;
-    } else if (v < 0.0) {
-        st = &s->neg;
-        m = -v;
-    } else {
+    if (is_zero_bin(v)) {
         s->zero += 1;
         return WM_OK;
     }
-    if (m < DBL_MIN) {
-        s->zero += 1;
-        return WM_OK;
-    }
-    int64_t k = shift_key(base_key(m, s->mult), s->collapses);
+    wm_store *st = v > 0.0 ? &s->pos : &s->neg;
+    int64_t k = shift_key(key, s->collapses);
     if (st->sm)
         return add_small(s, st, k);
     if (st->lo <= k && k <= st->hi) {   /* the common case: inside the used range */
@@ -412,6 +492,13 @@ int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
         return WM_OK;
     }
     return add_outside(s, st, k);
+}
+
+int wm_sketch_add_key(wm_sketch *s, double v, int64_t key) { return add_keyed(s, v, v, key); }
+
+int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
+{
+    return add_keyed(s, v, sumv, is_zero_bin(v) ? 0 : base_key(fabs(v), s->mult));
 }
 
 /* Smallest level >= start at which the union of key ranges fits max_bins.
@@ -564,6 +651,17 @@ static size_t encode_store(const wm_store *st, uint8_t *out)
     size_t p = put_varint(out, st->nb);
     if (!st->nb)
         return p;
+    if (st->sm) {
+        /* small mode: the list is sorted already */
+        int64_t prev = 0;
+        for (int i = 0; i < st->ntk; i++) {
+            int64_t k = st->tbase + st->tk[i];
+            p += put_varint(out + p, i == 0 ? zigzag(k) : (uint64_t)(k - prev));
+            p += put_varint(out + p, st->tc[i]);
+            prev = k;
+        }
+        return p;
+    }
     if (st->ntk != WM_UNTRACKED) {
         /* few bins: sort their list (insertion sort of <= 12) */
         int16_t d[WM_TRACKED];
@@ -678,7 +776,7 @@ static void load_store(wm_store *st, const uint8_t *buf, size_t len, const store
     }
 }
 
-int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
+static int merge_body_scanned(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
                          double mx, const uint8_t *body, size_t len)
 {
     if (count == 0)
@@ -706,6 +804,75 @@ int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum
         if (store_reserve(&s->neg, shift_key(neg.first, d), shift_key(neg.last, d), s->acct))
             return WM_ENOMEM;
         load_store(&s->neg, body, len, &neg, d);
+    }
+    merge_stats(s, zero, count, sum, mn, mx);
+    return WM_OK;
+}
+
+/* A varint of bytes this library wrote (no bounds or overflow checks). */
+static inline uint64_t get_varint_trusted(const uint8_t *buf, size_t *pos)
+{
+    size_t p = *pos;
+    uint8_t b = buf[p++];
+    uint64_t r = b & 0x7F;
+    for (int sh = 7; b & 0x80; sh += 7) {
+        b = buf[p++];
+        r |= (uint64_t)(b & 0x7F) << sh;
+    }
+    *pos = p;
+    return r;
+}
+
+/* One store of a trusted body, decoded once into keys/counts (room for
+ * cap pairs); returns the number of pairs, or -1 when they do not fit. */
+#define MERGE_PAIRS 256
+static int64_t decode_pairs(const uint8_t *buf, size_t *pos, int64_t *keys, uint64_t *counts)
+{
+    uint64_t n = get_varint_trusted(buf, pos);
+    if (n > MERGE_PAIRS)
+        return -1;
+    int64_t k = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t step = get_varint_trusted(buf, pos);
+        k = i == 0 ? unzigzag(step) : k + (int64_t)step;
+        keys[i] = k;
+        counts[i] = get_varint_trusted(buf, pos);
+    }
+    return (int64_t)n;
+}
+
+int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,
+                         double mx, const uint8_t *body, size_t len)
+{
+    if (count == 0)
+        return WM_OK;
+    /* bodies of the core's closed buckets are small: one decoding pass into
+     * the stack; larger ones are scanned for their key range, then loaded */
+    int64_t keys[2][MERGE_PAIRS];
+    uint64_t cnts[2][MERGE_PAIRS];
+    size_t p = 0;
+    uint64_t zero = get_varint_trusted(body, &p);
+    int64_t nn = decode_pairs(body, &p, keys[1], cnts[1]);
+    int64_t np = nn < 0 ? -1 : decode_pairs(body, &p, keys[0], cnts[0]);
+    if (np < 0)
+        return merge_body_scanned(s, collapses, count, sum, mn, mx, body, len);
+    int64_t n[2] = {np, nn};
+    int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
+    int64_t blo[2] = {np ? keys[0][0] : 1, nn ? keys[1][0] : 1};
+    int64_t bhi[2] = {np ? keys[0][np - 1] : 0, nn ? keys[1][nn - 1] : 0};
+    int start = s->collapses > collapses ? s->collapses : collapses;
+    int L = fit_level(start, s->max_bins, alo, ahi, s->collapses, blo, bhi, collapses);
+    if (store_densify(&s->pos, s->acct) || store_densify(&s->neg, s->acct) || collapse_to(s, L))
+        return WM_ENOMEM;
+    int d = L - collapses;
+    wm_store *ss[2] = {&s->pos, &s->neg};
+    for (int i = 0; i < 2; i++) {
+        if (!n[i])
+            continue;
+        if (store_reserve(ss[i], shift_key(blo[i], d), shift_key(bhi[i], d), s->acct))
+            return WM_ENOMEM;
+        for (int64_t j = 0; j < n[i]; j++)
+            store_put(ss[i], shift_key(keys[i][j], d), cnts[i][j]);
     }
     merge_stats(s, zero, count, sum, mn, mx);
     return WM_OK;

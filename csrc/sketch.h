@@ -29,7 +29,7 @@
 #define WM_MIN_ALPHA 1e-6
 #define WM_HEADER_SIZE 50
 
-#define WM_TRACKED 12
+#define WM_TRACKED 24
 #define WM_UNTRACKED 255
 
 /* Optional byte counter that every allocation of a sketch adds to. */
@@ -64,6 +64,9 @@ typedef struct {
     wm_acct *acct;
 } wm_sketch;
 
+/* Once per process, before any other call (tables of the key mapping). */
+void wm_sketch_global_init(void);
+
 /* Parameters and lifecycle. */
 void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct);
 void wm_sketch_free(wm_sketch *s);
@@ -79,6 +82,14 @@ int wm_sketch_add(wm_sketch *s, double v);
 /* add(v) whose sum contribution is sumv: merging a one-point bucket adds its
  * sum (0.0 + v), which differs from v for v = -0.0. */
 int wm_sketch_add_point(wm_sketch *s, double v, double sumv);
+/* The key mapping on its own, for callers that add many values: mult of an
+ * alpha (what wm_sketch_init sets), the base key of one value (0 for zero
+ * and subnormals), of an array of values (any finite or not), and add(v)
+ * given that key.  Results are identical to add(v). */
+double wm_sketch_mult(double alpha);
+int64_t wm_sketch_key(double mult, double v);
+void wm_sketch_keys(double mult, int64_t n, const double *vals, int64_t *keys);
+int wm_sketch_add_key(wm_sketch *s, double v, int64_t key);
 int wm_sketch_merge(wm_sketch *s, const wm_sketch *o);
 /* Merge a frozen body with its stats (trusted bytes made by this core). */
 int wm_sketch_merge_body(wm_sketch *s, int collapses, uint64_t count, double sum, double mn,

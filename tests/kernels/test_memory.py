@@ -18,7 +18,7 @@ def test_one_point_buckets_cost_a_slot_and_rings_grow_on_demand(compiled):
     assert parts["slots_0"] <= 64 * 16                      # doubling, not 600 slots
     assert parts["slots_0"] / closed < 64 * 0.5
     per_series = sum(v for k, v in parts.items() if k not in ("accumulators", "outbox"))
-    assert per_series < 5000                                # open buckets dominate
+    assert per_series < 6000    # open buckets dominate: 8 of ~490 bytes (24-bin small lists)
 
 
 def test_memory_stays_bounded_by_retention(compiled):

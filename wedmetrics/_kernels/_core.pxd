@@ -33,6 +33,7 @@ cdef extern from "sketch.h" nogil:
         double max
         wm_acct *acct
 
+    void wm_sketch_global_init()
     void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct)
     void wm_sketch_free(wm_sketch *s)
     int wm_sketch_add(wm_sketch *s, double v)

@@ -24,6 +24,9 @@ from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
 from .. import errors
 from . import _codec
 
+# tables of the key mapping, filled while the import is still single-threaded
+wm_sketch_global_init()
+
 cdef int _OK = 0
 cdef int _LATE = 1
 cdef int _BAD_VALUE = 2
