@@ -140,8 +140,11 @@ class SQLiteBackend:
     Notes
     -----
     The file uses WAL journaling, so readers never block the flusher, and
-    ``synchronous=NORMAL``: a power cut may lose the last committed batches
-    but never corrupts the file.  The schema version lives in ``wm_schema``;
+    ``synchronous=NORMAL``: a batch is committed to the WAL when
+    ``write_buckets`` returns and survives a crash of the process; a power
+    cut may lose the batches committed since the last checkpoint but never
+    corrupts the file.  New files use 16 KB pages (``PAGE_SIZE``); a file
+    keeps the page size it was created with.  The schema version lives in ``wm_schema``;
     opening an older file migrates it in one transaction, opening a newer
     one raises ``RuntimeError``.
 
