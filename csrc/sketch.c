@@ -566,10 +566,39 @@ static void merge_stats(wm_sketch *s, uint64_t zero, uint64_t count, double sum,
         s->max = mx;
 }
 
+/* merge() into an empty dense sketch that can hold o's key ranges as they
+ * are: the general path would put o's bins one by one into the same cells. */
+static int merge_into_empty(wm_sketch *s, const wm_sketch *o)
+{
+    const wm_store *os[2] = {&o->pos, &o->neg};
+    wm_store *ss[2] = {&s->pos, &s->neg};
+    s->collapses = o->collapses;
+    for (int i = 0; i < 2; i++) {
+        const wm_store *src = os[i];
+        wm_store *dst = ss[i];
+        if (store_empty(src))
+            continue;
+        if (store_reserve(dst, src->lo, src->hi, s->acct))
+            return WM_ENOMEM;
+        memcpy(dst->c + (src->lo - dst->off), src->c + (src->lo - src->off),
+               (size_t)(src->hi - src->lo + 1) * sizeof(uint64_t));
+        dst->lo = src->lo;
+        dst->hi = src->hi;
+        dst->nb = src->nb;
+        dst->ntk = WM_UNTRACKED;   /* clear and encode scan the span */
+    }
+    merge_stats(s, o->zero, o->count, o->sum, o->min, o->max);
+    return WM_OK;
+}
+
 int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
 {
     if (o->count == 0)
         return WM_OK;
+    if (s->count == 0 && s->collapses == 0 && !s->pos.sm && !s->neg.sm && !o->pos.sm &&
+        !o->neg.sm && store_empty(&s->pos) && store_empty(&s->neg) &&
+        store_span(&o->pos) + store_span(&o->neg) <= (int64_t)s->max_bins)
+        return merge_into_empty(s, o);
     int64_t alo[2] = {s->pos.lo, s->neg.lo}, ahi[2] = {s->pos.hi, s->neg.hi};
     int64_t blo[2] = {o->pos.lo, o->neg.lo}, bhi[2] = {o->pos.hi, o->neg.hi};
     int start = s->collapses > o->collapses ? s->collapses : o->collapses;

@@ -466,18 +466,28 @@ cdef class Core:
     def window(self, sids, lo, hi):
         """Merge of every point in finest buckets ``lo <= idx < hi`` of the
         given series: ``(count, sum, min, max, Sketch)``."""
-        ids = []
-        n_series = wm_core_n_series(self.c)
-        for sid in sids:
-            sid = int(sid)
+        # the alert engine asks thousands of windows of one or a few series
+        # a tick: their ids go in a stack array, no numpy array per call
+        cdef int64_t few[8]
+        cdef int64_t[::1] many
+        cdef int64_t *ids = few
+        cdef Py_ssize_t n = len(sids), i = 0
+        cdef int64_t n_series = wm_core_n_series(self.c), sid
+        if n > 8:
+            many = np.empty(n, dtype=np.int64)
+            ids = &many[0]
+        for obj in sids:
+            sid = int(obj)
             if not 0 <= sid < n_series:
                 raise KeyError(f"unknown series id {sid}")
-            ids.append(sid)
-        cdef const int64_t[::1] arr = np.asarray(ids, dtype=np.int64)
-        cdef Sketch acc = Sketch(self.alpha, self.max_bins)
+            ids[i] = sid
+            i += 1
+        cdef Sketch acc = Sketch.__new__(Sketch)
+        wm_sketch_free(&acc.s)
+        wm_sketch_init(&acc.s, self.alpha, self.max_bins, NULL)
         cdef int64_t clo = _clamp_idx(lo), chi = _clamp_idx(hi)
-        if arr.shape[0]:
-            self._check(wm_core_window(self.c, arr.shape[0], &arr[0], clo, chi, &acc.s))
+        if n:
+            self._check(wm_core_window(self.c, n, ids, clo, chi, &acc.s))
         return acc.s.count, acc.s.sum, acc.s.min, acc.s.max, acc
 
     def buckets(self, sid, level, lo, hi):
