@@ -2,7 +2,8 @@
 
 Run: ``python -m pytest benchmarks/bench_core.py --benchmark-only -s``
 (``-s`` prints the figures; the asserts are the issue's targets).
-The RSS target runs in a subprocess: ``python benchmarks/bench_core.py rss``.
+The RSS target runs in a subprocess: ``python benchmarks/bench_core.py rss``; bytes
+per series once every ring is full: ``python benchmarks/bench_core.py steady``.
 """
 from __future__ import annotations
 
@@ -235,5 +236,35 @@ def _rss_run() -> dict:
             "ingest_s": elapsed, "compiled": wm.HAVE_COMPILED}
 
 
+def steady_state_bytes(rate: float, retention: dict | None = None, days: float = 8.0,
+                       n_series: int = 20) -> float:
+    """Core bytes per series once every ring is full: ``n_series`` series fed
+    ``rate`` lognormal points per second each, an hour at a time, for ``days``."""
+    clock = wm.ManualClock(1_700_000_000.0)
+    eng = wm.MetricsEngine(clock=clock, retention=retention)
+    before = eng.stats()["memory_bytes"]
+    ids = np.array([eng.series("svc.latency", labels={"i": str(i)}).id
+                    for i in range(n_series)], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    t0, hour = clock.now(), 3600
+    per_hour = int(rate * hour)
+    for k in range(int(days * 24) if per_hour else 0):
+        ts = t0 + k * hour + np.sort(rng.uniform(0, hour, per_hour * n_series))
+        eng.record_many(np.tile(ids, per_hour), ts, rng.lognormal(-3, 1, ts.size))
+        clock.set(t0 + (k + 1) * hour)
+    eng.advance()
+    return (eng.stats()["memory_bytes"] - before) / n_series
+
+
+def _steady_run() -> dict:
+    out = {f"{r:g} pts/s": round(steady_state_bytes(r)) for r in (0, 0.1, 1, 10, 100)}
+    short = {"5m": "2h", "1h": "1d"}
+    out.update({f"{r:g} pts/s, retention {short}": round(steady_state_bytes(r, short))
+                for r in (1, 100)})
+    return out
+
+
 if __name__ == "__main__" and sys.argv[1:] == ["rss"]:
     print(json.dumps(_rss_run()))
+if __name__ == "__main__" and sys.argv[1:] == ["steady"]:
+    print(json.dumps(_steady_run(), indent=1))
