@@ -41,11 +41,11 @@ static inline int64_t shift_key(int64_t k, int c)
  * y = log(m) * mult is first estimated without it: m = 2^e * x with x in
  * [1, 2), log(x) = log(c_i) + log(x / c_i) for c_i the centre of x's
  * 1/256th of [1, 2), and |x / c_i - 1| < 2^-9 leaves a degree-4 series
- * whose truncation error is below 1e-14.  The estimate is within
- * KEY_SLACK of libm's y (bound in the comment there); when its ceiling
- * could differ - y within that slack of an integer, about one value in
- * 10^10 at the default alpha - the key comes from libm's log itself, so
- * keys are always exactly the reference's. */
+ * whose truncation error is below 1e-14.  The estimate is within `slack`
+ * of libm's y (the bound is in base_key); when its ceiling could differ -
+ * y within that slack of an integer, about one value in 10^8 at the
+ * default alpha - the key comes from libm's log itself, so keys are always
+ * exactly the reference's. */
 #define LOGTAB_BITS 8
 static double logtab_inv[1 << LOGTAB_BITS], logtab_log[1 << LOGTAB_BITS];
 static int logtab_ready;
@@ -295,6 +295,7 @@ static void store_collapse(wm_store *st, int d)
 
 void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct)
 {
+    wm_sketch_global_init();   /* no-op after the first call (the module's import) */
     s->base_alpha = alpha;
     s->log_gamma = log((1.0 + alpha) / (1.0 - alpha));
     s->mult = wm_sketch_mult(alpha);
