@@ -499,7 +499,7 @@ int wm_sketch_add_key(wm_sketch *s, double v, int64_t key) { return add_keyed(s,
 
 int wm_sketch_add_point(wm_sketch *s, double v, double sumv)
 {
-    return add_keyed(s, v, sumv, is_zero_bin(v) ? 0 : base_key(fabs(v), s->mult));
+    return add_keyed(s, v, sumv, wm_sketch_key(s->mult, v));
 }
 
 /* Smallest level >= start at which the union of key ranges fits max_bins.
@@ -854,7 +854,7 @@ static inline uint64_t get_varint_trusted(const uint8_t *buf, size_t *pos)
 }
 
 /* One store of a trusted body, decoded once into keys/counts (room for
- * cap pairs); returns the number of pairs, or -1 when they do not fit. */
+ * MERGE_PAIRS pairs); returns the number of pairs, or -1 when they do not fit. */
 #define MERGE_PAIRS 256
 static int64_t decode_pairs(const uint8_t *buf, size_t *pos, int64_t *keys, uint64_t *counts)
 {

@@ -364,5 +364,8 @@ def test_core_errors_match(compiled):
         assert core.record(sid, 1.0, 1e300) == 3       # index beyond 2**52
         assert core.record(sid, 1.0, 5.0) == 0
         assert core.first_invalid([sid, sid], [1.0, 1e300], [1.0, 1.0]) == (1, 3)
+        for bad in (-1, 2**70, sid + 1):
+            with pytest.raises(KeyError, match="unknown series id"):
+                core.window([sid] * 9 + [bad], 0, 10)     # past the stack ids too
         core.count_drop(5, 3)
         assert core.outcomes == [1, 0, 0, 1, 1, 3]

@@ -471,17 +471,16 @@ cdef class Core:
         cdef int64_t few[8]
         cdef int64_t[::1] many
         cdef int64_t *ids = few
-        cdef Py_ssize_t n = len(sids), i = 0
-        cdef int64_t n_series = wm_core_n_series(self.c), sid
+        cdef Py_ssize_t n = len(sids), i
+        cdef int64_t n_series = wm_core_n_series(self.c)
         if n > 8:
             many = np.empty(n, dtype=np.int64)
             ids = &many[0]
-        for obj in sids:
-            sid = int(obj)
+        for i in range(n):
+            sid = int(sids[i])      # a Python int: any size is checked, not truncated
             if not 0 <= sid < n_series:
                 raise KeyError(f"unknown series id {sid}")
             ids[i] = sid
-            i += 1
         cdef Sketch acc = Sketch.__new__(Sketch)
         wm_sketch_free(&acc.s)
         wm_sketch_init(&acc.s, self.alpha, self.max_bins, NULL)
