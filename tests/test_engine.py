@@ -86,6 +86,22 @@ def test_query_by_name_merges_label_sets(engine):
         engine.query("nope", last="1m")
 
 
+def test_record_by_labels_resolves_any_order_and_rejects_bad_labels(engine):
+    labels = {"route": "/a", "method": "GET"}
+    engine.record("api.latency", 1.0, labels=labels)
+    labels["method"] = "POST"                       # a later change to the caller's dict
+    engine.record("api.latency", 2.0, labels={"method": "GET", "route": "/a"})
+    engine.record("api.latency", 4.0, labels=labels)
+    assert engine.series_count() == 2
+    get = engine.series("api.latency", labels={"route": "/a", "method": "GET"})
+    assert engine.query(get, last="1m").sum == 3.0
+    with pytest.raises(TypeError, match="str value"):
+        engine.record("api.latency", 1.0, labels={"route": ["/a"]})
+    with pytest.raises(TypeError, match="labels must be a dict"):
+        engine.record("api.latency", 1.0, labels=[("route", "/a")])
+    assert engine.series_count() == 2
+
+
 def test_series_handle_is_stable_and_kinds_are_checked(engine):
     h1 = engine.series("q", labels={"a": "1"})
     h2 = engine.series("q", labels={"a": "1"})

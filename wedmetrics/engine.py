@@ -103,6 +103,7 @@ class MetricsEngine:
             self.max_future = parse_duration(max_future)
         self._exact_ids: set[int] = set()
         self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
+        self._find_labeled = self._registry.lookup_function()
         self.aggregation = AggregationEngine(self._core, self._registry, self.now,
                                              self.resolutions, self._exact_ids)
         self._closed = False
@@ -165,7 +166,7 @@ class MetricsEngine:
     def record(self, name: str, value, labels: dict | None = None, ts=None) -> None:
         """Record one point, resolving ``name`` + ``labels`` to a series
         (created as a distribution on first use)."""
-        h = self._registry.lookup(name, labels)
+        h = self._find_labeled(name, labels)
         if h is None:
             h = self._registry.get_or_create(name, labels, self._kind_of(name))
             if h is None:

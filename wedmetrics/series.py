@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import threading
 
+from ._kernels import LabelIndex
 from .buckets import SERIES_KINDS, SeriesKey
 from .errors import CardinalityError, UnknownSeriesError
 
@@ -49,7 +50,7 @@ class SeriesRegistry:
         self.max_series_per_name = int(max_series_per_name)
         self.cardinality = cardinality
         self._by_key: dict = {}          # (name, sorted label items) -> handle
-        self._fast: dict = {}            # (name, label items as given) -> handle
+        self._fast = LabelIndex()        # (name, labels as given) -> handle, no key built
         self._by_name: dict[str, list] = {}
         self._by_id: list = []
         self.cardinality_dropped = 0
@@ -90,12 +91,15 @@ class SeriesRegistry:
 
     def lookup(self, name: str, labels) -> object:
         """Fast path for per-call label resolution; ``None`` when unseen."""
-        if labels:
-            return self._fast.get((name, tuple(labels.items())))
-        return self._fast.get((name, ()))
+        return self._fast.find(name, labels)
+
+    def lookup_function(self):
+        """:meth:`lookup` without the method call: ``f(name, labels)``."""
+        return self._fast.find
 
     def remember(self, name: str, labels, handle) -> None:
-        self._fast[(name, tuple(labels.items()) if labels else ())] = handle
+        with self._lock:
+            self._fast.add(name, labels, handle)
 
     def by_id(self, sid: int):
         try:

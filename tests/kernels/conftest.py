@@ -24,7 +24,8 @@ _PURE = os.environ.get("WEDMETRICS_PUREPYTHON", "") not in ("", "0")
 _REQUIRE = os.environ.get("WEDMETRICS_REQUIRE_EXT", "") not in ("", "0")
 
 REFERENCE = types.SimpleNamespace(name="reference", Sketch=_sketch_ref.Sketch,
-                                  Core=_core_ref.Core, Handle=_core_ref.Handle)
+                                  Core=_core_ref.Core, Handle=_core_ref.Handle,
+                                  LabelIndex=_core_ref.LabelIndex)
 
 
 def compiled_impl() -> types.SimpleNamespace:
@@ -34,7 +35,7 @@ def compiled_impl() -> types.SimpleNamespace:
             pytest.skip(f"compiled core not built ({_IMPORT_ERROR}) and WEDMETRICS_PUREPYTHON set")
         pytest.fail(f"the compiled core wedmetrics._kernels._core did not import: {_IMPORT_ERROR}")
     return types.SimpleNamespace(name="compiled", Sketch=_compiled.Sketch, Core=_compiled.Core,
-                                 Handle=_compiled.Handle)
+                                 Handle=_compiled.Handle, LabelIndex=_compiled.LabelIndex)
 
 
 @pytest.fixture(params=["reference", "compiled"])

@@ -35,13 +35,15 @@ if HAVE_COMPILED:
     Sketch = _compiled.Sketch
     Core = _compiled.Core
     Handle = _compiled.Handle
+    LabelIndex = _compiled.LabelIndex
 else:
     Sketch = _sketch_ref.Sketch
     Core = _core_ref.Core
     Handle = _core_ref.Handle
+    LabelIndex = _core_ref.LabelIndex
 
 from ._core_ref import (BAD_TS, BAD_VALUE, LATE, NEGATIVE_INCREMENT, OK,  # noqa: E402
                         REASONS, UNKNOWN_SERIES)
 
-__all__ = ["HAVE_COMPILED", "Sketch", "Core", "Handle", "OK", "LATE", "BAD_VALUE", "BAD_TS",
-           "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "REASONS"]
+__all__ = ["HAVE_COMPILED", "Sketch", "Core", "Handle", "LabelIndex", "OK", "LATE",
+           "BAD_VALUE", "BAD_TS", "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "REASONS"]

@@ -14,12 +14,19 @@ import threading
 import numpy as np
 
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.dict cimport PyDict_GetItemWithError, PyDict_Next, PyDict_Size
+from cpython.exc cimport PyErr_Occurred
 from cpython.float cimport PyFloat_AS_DOUBLE
+from cpython.object cimport Py_EQ, PyObject, PyObject_Hash, PyObject_RichCompareBool
+from cpython.ref cimport Py_DECREF, Py_INCREF, Py_XDECREF
 from libc.math cimport floor, isfinite, NAN
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
+from libc.stdlib cimport calloc, free, malloc
 from libc.string cimport memcpy
 from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+cdef extern from "Python.h":
+    ctypedef size_t Py_uhash_t
 
 from .. import errors
 from . import _codec
@@ -753,3 +760,152 @@ cdef class Handle:
     def __repr__(self):
         labels = ",".join(f"{k}={v!r}" for k, v in sorted(self.labels.items()))
         return f"<{self.kind} {self.name}{{{labels}}} id={self.sid}>"
+
+
+cdef struct _LabelSlot:
+    Py_hash_t hash
+    PyObject *entry        # owned tuple (name, labels copy, handle); NULL when empty
+
+
+cdef inline Py_uhash_t _mix(Py_uhash_t x) noexcept:
+    # splitmix64's finaliser: spreads the string hashes before they are summed
+    x ^= x >> 30
+    x *= <Py_uhash_t>0xBF58476D1CE4E5B9ULL
+    x ^= x >> 27
+    x *= <Py_uhash_t>0x94D049BB133111EBULL
+    return x ^ (x >> 31)
+
+
+cdef dict _NO_LABELS = {}
+
+
+cdef class LabelIndex:
+    """``(name, labels dict) -> handle`` for per-call label resolution
+    (compiled twin of ``_core_ref.LabelIndex``).
+
+    ``find`` hashes the dict's items in place and compares them with the
+    stored copy, so the hot path of ``engine.record(name, v, labels=...)``
+    builds no key tuple.  Label order does not matter.  Entries are only
+    ever added; the table is open addressing with linear probing.
+    """
+    cdef _LabelSlot *slots
+    cdef Py_ssize_t mask
+    cdef Py_ssize_t used
+
+    def __cinit__(self):
+        self.slots = <_LabelSlot *>calloc(16, sizeof(_LabelSlot))
+        if self.slots == NULL:
+            raise MemoryError()
+        self.mask = 15
+        self.used = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self.slots != NULL:
+            for i in range(self.mask + 1):
+                Py_XDECREF(self.slots[i].entry)
+            free(self.slots)
+
+    cdef Py_hash_t _hash(self, object name, dict labels) except? -1:
+        cdef Py_uhash_t acc = _mix(<Py_uhash_t>PyObject_Hash(name))
+        cdef Py_ssize_t pos = 0
+        cdef PyObject *k
+        cdef PyObject *v
+        cdef Py_uhash_t hk
+        while PyDict_Next(labels, &pos, &k, &v):
+            hk = <Py_uhash_t>PyObject_Hash(<object>k)
+            acc += _mix(hk * <Py_uhash_t>0x9E3779B97F4A7C15ULL ^ <Py_uhash_t>PyObject_Hash(<object>v))
+        return <Py_hash_t>acc
+
+    cdef bint _same(self, tuple entry, object name, dict labels) except -1:
+        cdef object stored_name = entry[0]
+        cdef dict stored = <dict>entry[1]
+        cdef Py_ssize_t pos = 0
+        cdef PyObject *k
+        cdef PyObject *v
+        cdef PyObject *s
+        if stored_name is not name and stored_name != name:
+            return False
+        if PyDict_Size(stored) != PyDict_Size(labels):
+            return False
+        while PyDict_Next(labels, &pos, &k, &v):
+            s = PyDict_GetItemWithError(stored, <object>k)
+            if s == NULL:
+                if PyErr_Occurred():
+                    raise
+                return False
+            if s != v and not PyObject_RichCompareBool(<object>s, <object>v, Py_EQ):
+                return False
+        return True
+
+    cdef dict _as_dict(self, labels):
+        if labels is None:
+            return _NO_LABELS
+        if type(labels) is dict:
+            return <dict>labels
+        return _NO_LABELS if not labels else None
+
+    def find(self, name, labels):
+        """The handle added for ``name`` + ``labels``, or ``None``."""
+        cdef dict d = self._as_dict(labels)
+        cdef Py_hash_t h
+        cdef Py_ssize_t i
+        cdef PyObject *e
+        if d is None:
+            return None
+        try:
+            h = self._hash(name, d)
+        except TypeError:           # unhashable name or value: never added
+            return None
+        i = <Py_ssize_t>(<Py_uhash_t>h & <Py_uhash_t>self.mask)
+        while True:
+            e = self.slots[i].entry
+            if e == NULL:
+                return None
+            if self.slots[i].hash == h and self._same(<tuple>e, name, d):
+                return (<tuple>e)[2]
+            i = (i + 1) & self.mask
+
+    def add(self, name, labels, handle):
+        """Remember ``handle`` for ``name`` + ``labels`` (replacing an equal key)."""
+        cdef dict d = self._as_dict(labels)
+        if d is None:
+            raise TypeError(f"labels must be a dict, got {type(labels).__name__}")
+        cdef Py_hash_t h = self._hash(name, d)
+        cdef tuple entry = (name, dict(d), handle)
+        cdef Py_ssize_t i
+        cdef PyObject *e
+        if 2 * (self.used + 1) > self.mask + 1:
+            self._grow()
+        i = <Py_ssize_t>(<Py_uhash_t>h & <Py_uhash_t>self.mask)
+        while True:
+            e = self.slots[i].entry
+            if e == NULL:
+                break
+            if self.slots[i].hash == h and self._same(<tuple>e, name, d):
+                Py_DECREF(<object>e)
+                break
+            i = (i + 1) & self.mask
+        if e == NULL:
+            self.used += 1
+        Py_INCREF(entry)
+        self.slots[i].hash = h
+        self.slots[i].entry = <PyObject *>entry
+
+    cdef void _grow(self) except *:
+        cdef Py_ssize_t n = (self.mask + 1) * 2, i, j
+        cdef _LabelSlot *new = <_LabelSlot *>calloc(n, sizeof(_LabelSlot))
+        if new == NULL:
+            raise MemoryError()
+        for i in range(self.mask + 1):
+            if self.slots[i].entry != NULL:
+                j = <Py_ssize_t>(<Py_uhash_t>self.slots[i].hash & <Py_uhash_t>(n - 1))
+                while new[j].entry != NULL:
+                    j = (j + 1) & (n - 1)
+                new[j] = self.slots[i]
+        free(self.slots)
+        self.slots = new
+        self.mask = n - 1
+
+    def __len__(self):
+        return self.used

@@ -559,3 +559,32 @@ class Handle:
     def __repr__(self) -> str:
         labels = ",".join(f"{k}={v!r}" for k, v in sorted(self.labels.items()))
         return f"<{self.kind} {self.name}{{{labels}}} id={self.id}>"
+
+
+class LabelIndex:
+    """``(name, labels dict) -> handle`` for per-call label resolution
+    (pure-Python twin of ``_core.LabelIndex``).
+
+    Label order does not matter.  ``find`` answers ``None`` for anything it
+    has not been given with ``add``, including labels that are not a dict
+    or hold unhashable values: the caller's slow path validates those.
+    """
+
+    __slots__ = ("_map",)
+
+    def __init__(self) -> None:
+        self._map: dict = {}
+
+    def find(self, name, labels):
+        if labels and type(labels) is not dict:
+            return None
+        try:
+            return self._map.get((name, frozenset(labels.items()) if labels else frozenset()))
+        except TypeError:           # unhashable name or value: never added
+            return None
+
+    def add(self, name, labels, handle) -> None:
+        self._map[(name, frozenset(labels.items()) if labels else frozenset())] = handle
+
+    def __len__(self) -> int:
+        return len(self._map)
