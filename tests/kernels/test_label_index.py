@@ -92,3 +92,23 @@ def test_compiled_matches_reference(compiled, ops):
         else:
             assert ours.find(name, labels) == ref.find(name, labels)
     assert len(ours) == len(ref)
+
+
+def test_an_eq_that_regrows_the_table_mid_lookup_is_safe(impl):
+    index = impl.LabelIndex()
+    index.add("m", {"a": "1"}, "H")
+
+    class Hostile:
+        """Hashes like "1" and, when compared, fills the index until it regrows."""
+        def __hash__(self):
+            return hash("1")
+
+        def __eq__(self, other):
+            for i in range(200):
+                index.add("m", {"a": f"x{i}"}, i)
+            index.add("m", {"a": "1"}, "H2")
+            return False
+
+    assert index.find("m", {"a": Hostile()}) is None
+    assert index.find("m", {"a": "1"}) == "H2"
+    assert len(index) == 201

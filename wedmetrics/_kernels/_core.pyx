@@ -851,6 +851,7 @@ cdef class LabelIndex:
         cdef Py_hash_t h
         cdef Py_ssize_t i
         cdef PyObject *e
+        cdef tuple entry
         if d is None:
             return None
         try:
@@ -862,8 +863,13 @@ cdef class LabelIndex:
             e = self.slots[i].entry
             if e == NULL:
                 return None
-            if self.slots[i].hash == h and self._same(<tuple>e, name, d):
-                return (<tuple>e)[2]
+            if self.slots[i].hash == h:
+                # a strong reference: a caller's __eq__ may run Python code, and
+                # another thread's add may replace the entry or regrow the table
+                # (then this probe may miss, and the caller takes its slow path)
+                entry = <tuple>e
+                if self._same(entry, name, d):
+                    return entry[2]
             i = (i + 1) & self.mask
 
     def add(self, name, labels, handle):
