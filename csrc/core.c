@@ -1159,11 +1159,25 @@ static int window_cached(wm_core *c, wm_series *s, int64_t lo, int64_t hi, wm_sk
         c->pkeys = p;
         c->pkeys_cap = ncap;
     }
-    n = 0;
+    /* Sorted by (level, idx): the walk visits time in order, so each level's
+     * pieces already come in idx order, and a stable scatter by level sorts
+     * them.  Checked, with qsort behind it, so that a walk changed later
+     * cannot silently corrupt the cache's merge-join. */
+    int64_t at[WM_MAX_LEVELS + 1] = {0};
     for (int64_t i = 0; i < c->n_pieces; i++)
         if (!c->pieces[i].open)
-            c->pkeys[n++] = c->pieces[i].key;
-    qsort(c->pkeys, (size_t)n, sizeof(wm_pkey), pkey_cmp);
+            at[c->pieces[i].key.level + 1]++;
+    for (int l = 0; l < c->nlevels; l++)
+        at[l + 1] += at[l];
+    for (int64_t i = 0; i < c->n_pieces; i++)
+        if (!c->pieces[i].open)
+            c->pkeys[at[c->pieces[i].key.level]++] = c->pieces[i].key;
+    for (int64_t i = 1; i < n; i++) {
+        if (pkey_cmp(&c->pkeys[i - 1], &c->pkeys[i]) >= 0) {
+            qsort(c->pkeys, (size_t)n, sizeof(wm_pkey), pkey_cmp);
+            break;
+        }
+    }
     wm_wcache *e = wc_entry(c, s->sid, (int64_t)((uint64_t)hi - (uint64_t)lo));
     if (!e)
         return WM_ENOMEM;

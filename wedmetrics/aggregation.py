@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 
+from ._kernels import Handle
 from .clock import parse_duration
 from .errors import UnknownSeriesError
 
@@ -129,10 +130,16 @@ class AggregationEngine:
         self._now = now
         self.resolutions = list(resolutions)          # [(name, width seconds)]
         self._width0 = resolutions[0][1]
+        # per level: (ratio to the finest, width, buckets of it a window may start back)
+        self._held = [(ratio, self._width0 * ratio,
+                       retention - math.ceil(core.lateness / (self._width0 * ratio)) - 2)
+                      for ratio, retention in zip(core.ratios, core.retention)]
 
     # -- resolving ------------------------------------------------------
     def handles(self, target, labels=None) -> list:
         """Series handles a query target stands for."""
+        if type(target) is Handle:
+            return [self._registry.by_id(target.id)]
         if isinstance(target, str):
             return self._registry.matching(target, labels)
         if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
@@ -194,18 +201,14 @@ class AggregationEngine:
         """Align a window start older than the finest retention to the finest
         resolution still holding it (the window grows by under one of its
         buckets rather than silently losing its oldest edge)."""
-        core = self._core
-        for level, ratio in enumerate(core.ratios):
-            width = self._width0 * ratio
-            oldest_held = (math.floor(now / width) - core.retention[level]
-                           + math.ceil(core.lateness / width) + 2)
-            if lo // ratio >= oldest_held:
+        for ratio, width, back in self._held:
+            if lo // ratio >= math.floor(now / width) - back:
                 return (lo // ratio) * ratio
         return lo
 
     def _exact(self, sids, lo_ts, hi_ts):
         """Sorted raw values of the window when every series holds them all."""
-        if not all(s in self._exact_ids for s in sids):
+        if not self._exact_ids or not all(s in self._exact_ids for s in sids):
             return None
         parts = []
         for sid in sids:

@@ -84,6 +84,8 @@ def _finite(x: float, name: str) -> float:
 
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+_PARSED: dict[str, float] = {}   # a program names few durations; a query re-parses one per call
+_PARSED_MAX = 1024
 
 
 def parse_duration(value: "float | int | str") -> float:
@@ -92,6 +94,10 @@ def parse_duration(value: "float | int | str") -> float:
     >>> parse_duration("1h30m"), parse_duration(15), parse_duration("250ms")
     (5400.0, 15.0, 0.25)
     """
+    if type(value) is str:
+        seconds = _PARSED.get(value)
+        if seconds is not None:
+            return seconds
     if isinstance(value, bool):
         raise TypeError(f"duration must be seconds or a string like '5m', got {value!r}")
     if isinstance(value, (int, float)):
@@ -111,4 +117,6 @@ def parse_duration(value: "float | int | str") -> float:
         raise TypeError(f"duration must be seconds or a string like '5m', got {value!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"duration must be finite and >= 0, got {value!r}")
+    if type(value) is str and len(_PARSED) < _PARSED_MAX:
+        _PARSED[value] = seconds
     return seconds
