@@ -193,6 +193,14 @@ class AggregationEngine:
         """
         return self._core.window(sids, self._held_start(lo, end), hi)
 
+    def read_windows(self, groups, lo, hi, end, qs):
+        """:meth:`read_window` for many windows in one core call: window
+        ``i`` merges the ids ``groups[i]`` over ``lo[i] <= idx < hi[i]``
+        (arrays; ``end[i]`` aligns its start) and answers the quantiles
+        ``qs[i]``.  Returns ``(count, sum, min, max, quantiles)``: columns,
+        and every window's quantiles flat in turn."""
+        return self._core.windows(groups, self._held_start_many(lo, end), hi, qs)
+
     def is_exact(self, sid: int) -> bool:
         """Whether the series keeps raw points (``exact=N``)."""
         return sid in self._exact_ids
@@ -205,6 +213,21 @@ class AggregationEngine:
             if lo // ratio >= math.floor(now / width) - back:
                 return (lo // ratio) * ratio
         return lo
+
+    def _held_start_many(self, lo, now) -> np.ndarray:
+        """:meth:`_held_start` of arrays ``lo`` and ``now``."""
+        lo = np.asarray(lo, dtype=np.int64)
+        now = np.asarray(now, dtype=np.float64)
+        out = lo.copy()
+        todo = np.ones(lo.shape, dtype=bool)
+        for ratio, width, back in self._held:
+            start = lo // ratio
+            held = todo & (start >= np.floor(now / width) - back)
+            out[held] = start[held] * ratio
+            todo &= ~held
+            if not todo.any():
+                break
+        return out
 
     def _exact(self, sids, lo_ts, hi_ts):
         """Sorted raw values of the window when every series holds them all."""

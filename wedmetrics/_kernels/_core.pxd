@@ -36,6 +36,7 @@ cdef extern from "sketch.h" nogil:
     void wm_sketch_global_init()
     void wm_sketch_init(wm_sketch *s, double alpha, uint32_t max_bins, wm_acct *acct)
     void wm_sketch_free(wm_sketch *s)
+    void wm_sketch_clear(wm_sketch *s)
     int wm_sketch_add(wm_sketch *s, double v)
     int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
     double wm_sketch_quantile(const wm_sketch *s, double q)

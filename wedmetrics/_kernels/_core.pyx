@@ -496,6 +496,65 @@ cdef class Core:
             self._check(wm_core_window(self.c, n, ids, clo, chi, &acc.s))
         return acc.s.count, acc.s.sum, acc.s.min, acc.s.max, acc
 
+    def windows(self, groups, lo, hi, qs):
+        """Many :meth:`window` calls at once: window ``i`` merges the series
+        ``groups[i]`` over finest buckets ``lo[i] <= idx < hi[i]``.
+
+        Returns ``(count, sum, min, max, quantiles)``: an int64 column, three
+        float64 columns, and a float64 array holding the quantiles ``qs[i]``
+        of each window in turn (NaN for an empty window).  One merge buffer
+        serves every window, so no Sketch object is made per window.
+        """
+        cdef Py_ssize_t n = len(groups), i, j, m, k = 0
+        cdef const int64_t[::1] clo = np.ascontiguousarray(lo, dtype=np.int64)
+        cdef const int64_t[::1] chi = np.ascontiguousarray(hi, dtype=np.int64)
+        if clo.shape[0] != n or chi.shape[0] != n or len(qs) != n:
+            raise ValueError(f"groups, lo, hi and qs must have one entry per window, got "
+                             f"{n}, {clo.shape[0]}, {chi.shape[0]}, {len(qs)}")
+        cdef Py_ssize_t n_q = sum(len(x) for x in qs)
+        counts = np.zeros(n, dtype=np.int64)
+        sums, mins, maxs = np.empty(n), np.empty(n), np.empty(n)
+        quants = np.empty(n_q)
+        cdef int64_t[::1] oc = counts
+        cdef double[::1] osum = sums, omin = mins, omax = maxs, oq = quants
+        cdef int64_t few[8]
+        cdef int64_t[::1] many
+        cdef int64_t *ids
+        cdef int64_t n_series = wm_core_n_series(self.c)
+        cdef double qq
+        cdef wm_sketch acc
+        wm_sketch_init(&acc, self.alpha, self.max_bins, NULL)
+        try:
+            for i in range(n):
+                sids = groups[i]
+                m = len(sids)
+                ids = few
+                if m > 8:
+                    many = np.empty(m, dtype=np.int64)
+                    ids = &many[0]
+                for j in range(m):
+                    sid = int(sids[j])
+                    if not 0 <= sid < n_series:
+                        raise KeyError(f"unknown series id {sid}")
+                    ids[j] = sid
+                wm_sketch_clear(&acc)
+                if m:
+                    # (wm_core_window clamps the indices, as _clamp_idx does)
+                    self._check(wm_core_window(self.c, m, ids, clo[i], chi[i], &acc))
+                oc[i] = <int64_t>acc.count
+                osum[i] = acc.sum
+                omin[i] = acc.min
+                omax[i] = acc.max
+                for x in qs[i]:
+                    qq = float(x)
+                    if not (0.0 <= qq <= 1.0):
+                        raise ValueError(f"quantile must be in [0, 1], got {qq!r}")
+                    oq[k] = wm_sketch_quantile(&acc, qq)
+                    k += 1
+        finally:
+            wm_sketch_free(&acc)
+        return counts, sums, mins, maxs, quants
+
     def buckets(self, sid, level, lo, hi):
         """Buckets of ``level`` with ``lo <= idx < hi``: closed ones from the
         ring, then the still-open ones (built from finer data).

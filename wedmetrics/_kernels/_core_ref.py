@@ -347,6 +347,25 @@ class Core:
                 self._cover(s, len(self.widths) - 1, lo, hi, acc)
             return acc.count, acc.sum, acc.min, acc.max, acc.sketch
 
+    def windows(self, groups, lo, hi, qs):
+        """Many :meth:`window` calls at once: ``(count, sum, min, max,
+        quantiles)`` columns, the quantiles ``qs[i]`` of each window flat in
+        turn (see the compiled twin)."""
+        lo = np.asarray(lo, dtype=np.int64)
+        hi = np.asarray(hi, dtype=np.int64)
+        n = len(groups)
+        if lo.shape != (n,) or hi.shape != (n,) or len(qs) != n:
+            raise ValueError(f"groups, lo, hi and qs must have one entry per window, got "
+                             f"{n}, {lo.shape[0]}, {hi.shape[0]}, {len(qs)}")
+        counts = np.zeros(n, dtype=np.int64)
+        sums, mins, maxs = np.empty(n), np.empty(n), np.empty(n)
+        quants = []
+        for i in range(n):
+            counts[i], sums[i], mins[i], maxs[i], sketch = self.window(groups[i], int(lo[i]),
+                                                                       int(hi[i]))
+            quants.extend(sketch.quantile(q) for q in qs[i])
+        return counts, sums, mins, maxs, np.array(quants, dtype=np.float64)
+
     def _cover(self, s: _Series, level: int, lo: int, hi: int, acc: _Bucket) -> None:
         if lo >= hi:
             return

@@ -616,6 +616,16 @@ class AlertEngine:
                            if q in quant else None for q in range(len(self._queries))]
         self._plain = (np.array(plain_slot, dtype=np.int64), np.array(plain_query, dtype=np.int64),
                        np.array(plain_code, dtype=np.int8), np.array(plain_window, dtype=np.float64))
+        # The batch read (every query without exact series, in one core call)
+        # and where its quantiles go.
+        batch = [q for q in range(len(self._queries)) if not self._query_exact[q]]
+        self._batch = np.array(batch, dtype=np.int64)
+        self._batch_groups = [self._queries[q][0] for q in batch]
+        self._batch_qs = [self._quantiles[q][1] if self._quantiles[q] else () for q in batch]
+        self._batch_slots = np.array([i for q in batch if self._quantiles[q]
+                                      for i in self._quantiles[q][0]], dtype=np.int64)
+        self._query_window = np.array([w for _, w, _ in self._queries], dtype=np.float64)
+        self._query_previous = np.array([bool(p) for _, _, p in self._queries], dtype=bool)
         self._compared = compared
         self._c = {
             "rows": np.array(rows, dtype=np.int64), "cur": np.array(cur, dtype=np.int64),
@@ -680,30 +690,35 @@ class AlertEngine:
         counts, sums = np.zeros(n), np.zeros(n)
         mins, maxs = np.full(n, np.nan), np.full(n, np.nan)
         slot_values = np.full(self._n_slots, np.nan)
-        # Fast path: the batch read, skipping the per-call target resolution
-        # of AggregationEngine.window (the same buckets, see _window_bounds).
+        # Cover every finest bucket overlapping (now - win, now]: a point
+        # inside the window is never missed because of where a bucket
+        # boundary falls (at most one older bucket comes along).  A
+        # "previous" query is the whole-bucket window just before that one.
         w0 = self.engine.resolutions[0][1]
-        top = math.floor(now / w0)
-        for q, (sids, win, previous) in enumerate(self._queries):
-            # Cover every finest bucket overlapping (now - win, now]: a point
-            # inside the window is never missed because of where a bucket
-            # boundary falls (at most one older bucket comes along).
-            first = math.floor((now - win) / w0)
-            if previous:   # the whole-bucket window just before the current one
-                lo, hi, end = first - math.ceil(win / w0 - 1e-9), first, (first - 0.5) * w0
-            else:
-                lo, hi, end = first, top + 1, now
-            if not self._query_exact[q]:
-                count, total, lo_v, hi_v, sketch = agg.read_window(sids, lo, hi, end)
-            else:
-                sketch = agg.window(list(sids), (hi - lo) * w0, end=end)
-                count, total, lo_v, hi_v = sketch.count, sketch.sum, sketch.min, sketch.max
-            if count:
-                counts[q], sums[q], mins[q], maxs[q] = count, total, lo_v, hi_v
+        win, previous = self._query_window, self._query_previous
+        first = np.floor((now - win) / w0)
+        lo = np.where(previous, first - np.ceil(win / w0 - 1e-9), first).astype(np.int64)
+        hi = np.where(previous, first, math.floor(now / w0) + 1).astype(np.int64)
+        end = np.where(previous, (first - 0.5) * w0, now)
+        batch = self._batch
+        if len(batch):
+            # the same buckets as AggregationEngine.window, without its
+            # per-call target resolution (see _window_bounds)
+            count, total, lo_v, hi_v, quantiles = agg.read_windows(
+                self._batch_groups, lo[batch], hi[batch], end[batch], self._batch_qs)
+            seen = count > 0
+            counts[batch] = count
+            sums[batch] = np.where(seen, total, 0.0)
+            mins[batch] = np.where(seen, lo_v, np.nan)
+            maxs[batch] = np.where(seen, hi_v, np.nan)
+            slot_values[self._batch_slots] = quantiles      # NaN for an empty window
+        for q in np.flatnonzero(self._query_exact):
+            stats = agg.window(list(self._queries[q][0]), (hi[q] - lo[q]) * w0, end=end[q])
+            if stats.count:
+                counts[q], sums[q], mins[q], maxs[q] = stats.count, stats.sum, stats.min, stats.max
                 wanted = self._quantiles[q]
                 if wanted is not None:
-                    slots, qs = wanted
-                    slot_values[list(slots)] = [sketch.quantile(x) for x in qs]
+                    slot_values[list(wanted[0])] = [stats.quantile(x) for x in wanted[1]]
         slot, query, code, win = self._plain
         if len(slot):
             with np.errstate(divide="ignore", invalid="ignore"):
