@@ -77,6 +77,10 @@ class Core:
     def advance(self, now: float) -> None: ...
     def window(self, sids: Iterable[int], lo: int,
                hi: int) -> tuple[int, float, float, float, Sketch]: ...
+    def windows(self, groups: Sequence[Sequence[int]], lo: npt.ArrayLike, hi: npt.ArrayLike,
+                qs: Sequence[Sequence[float]]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64],
+                                                         npt.NDArray[np.float64], npt.NDArray[np.float64],
+                                                         npt.NDArray[np.float64]]: ...
     def buckets(self, sid: int, level: int, lo: int, hi: int) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64],
         npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.bool_],
