@@ -103,9 +103,11 @@ def test_tick_of_10k_threshold_rules(benchmark, n_series, per_series):
         assert len(result) == 10_000
         tick_ms = benchmark.stats.stats.median * 1e3
         by_route = {h.labels["route"]: h for h in handles}
-        t = time.perf_counter()
-        fired = _naive_tick(engine, by_route, rules)
-        naive_ms = (time.perf_counter() - t) * 1e3
+        naive_ms = float("inf")
+        for _ in range(3):       # best of three, as the tick's median is of fifteen
+            t = time.perf_counter()
+            fired = _naive_tick(engine, by_route, rules)
+            naive_ms = min(naive_ms, (time.perf_counter() - t) * 1e3)
         assert fired == result.count("firing") + result.count("pending")
         firing = result.count("firing")
         queries = len(alerts._queries)
