@@ -1071,6 +1071,59 @@ double wm_sketch_quantile(const wm_sketch *s, double q)
     return s->max;
 }
 
+/* wm_sketch_quantile of each qs[i] (n <= WM_MAX_QUANTILES, each in
+ * [0, 1]) into out[i], with one walk over the bins: the walk and its
+ * comparisons are the single-quantile ones, continued past the first answer. */
+void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *out)
+{
+    int order[WM_MAX_QUANTILES], m = 0;
+    double rank[WM_MAX_QUANTILES];
+    for (int i = 0; i < n; i++) {
+        if (s->count == 0)
+            out[i] = NAN;
+        else if (qs[i] == 0.0)
+            out[i] = s->min;
+        else if (qs[i] == 1.0)
+            out[i] = s->max;
+        else {
+            /* insertion by rank: the walk answers the ranks in ascending order */
+            double r = qs[i] * (double)(s->count - 1);
+            int j = m++;
+            for (; j > 0 && rank[j - 1] > r; j--) {
+                rank[j] = rank[j - 1];
+                order[j] = order[j - 1];
+            }
+            rank[j] = r;
+            order[j] = i;
+        }
+    }
+    int next = 0;
+    uint64_t seen = 0;
+    const wm_store *ng = &s->neg;
+    for (int64_t k = ng->hi; k >= ng->lo && next < m; k--) {
+        uint64_t x = ng->c[k - ng->off];
+        if (!x)
+            continue;
+        seen += x;
+        while (next < m && (double)seen > rank[next])
+            out[order[next++]] = clampv(s, -wm_representative(k, s->log_gamma, s->collapses));
+    }
+    seen += s->zero;
+    while (next < m && (double)seen > rank[next])
+        out[order[next++]] = clampv(s, 0.0);
+    const wm_store *p = &s->pos;
+    for (int64_t k = p->lo; k <= p->hi && next < m; k++) {
+        uint64_t x = p->c[k - p->off];
+        if (!x)
+            continue;
+        seen += x;
+        while (next < m && (double)seen > rank[next])
+            out[order[next++]] = clampv(s, wm_representative(k, s->log_gamma, s->collapses));
+    }
+    while (next < m)
+        out[order[next++]] = s->max;
+}
+
 double wm_sketch_alpha(const wm_sketch *s)
 {
     if (s->collapses == 0)

@@ -40,6 +40,8 @@ cdef extern from "sketch.h" nogil:
     int wm_sketch_add(wm_sketch *s, double v)
     int wm_sketch_merge(wm_sketch *s, const wm_sketch *o)
     double wm_sketch_quantile(const wm_sketch *s, double q)
+    enum: WM_MAX_QUANTILES
+    void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *out)
     double wm_sketch_alpha(const wm_sketch *s)
     uint32_t wm_sketch_num_bins(const wm_sketch *s)
     size_t wm_sketch_body_bound(const wm_sketch *s)

@@ -52,6 +52,23 @@ cdef inline int64_t _clamp_idx(object i) except? -1:
     return i
 
 
+cdef Py_ssize_t _quantiles_into(const wm_sketch *s, qs, double *out) except -1:
+    """The quantiles ``qs`` (validated) of ``s`` into ``out``; returns how many."""
+    cdef double buf[WM_MAX_QUANTILES]
+    cdef Py_ssize_t i, n = len(qs), done = 0, m
+    for i in range(n):
+        q = float(qs[i])
+        if not (0.0 <= q <= 1.0):
+            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+    while done < n:            # WM_MAX_QUANTILES at a time
+        m = min(n - done, WM_MAX_QUANTILES)
+        for i in range(m):
+            buf[i] = float(qs[done + i])
+        wm_sketch_quantiles(s, <int>m, buf, out + done)
+        done += m
+    return n
+
+
 cdef Sketch _adopt(wm_sketch *src):
     """Wrap a C sketch, taking over its buffers (``src`` must not be freed)."""
     cdef Sketch out = Sketch.__new__(Sketch)
@@ -211,8 +228,12 @@ cdef class Sketch:
         return wm_sketch_quantile(&self.s, qq)
 
     def quantiles(self, qs):
-        """``[quantile(q) for q in qs]``."""
-        return [self.quantile(q) for q in qs]
+        """``[quantile(q) for q in qs]``, in one walk over the bins."""
+        qs = list(qs)
+        out = np.empty(len(qs))
+        cdef double[::1] o = out
+        _quantiles_into(&self.s, qs, &o[0] if len(qs) else NULL)
+        return out.tolist()
 
     def bins(self):
         """``(neg_keys, neg_counts, pos_keys, pos_counts)``, keys ascending."""
@@ -545,12 +566,7 @@ cdef class Core:
                 osum[i] = acc.sum
                 omin[i] = acc.min
                 omax[i] = acc.max
-                for x in qs[i]:
-                    qq = float(x)
-                    if not (0.0 <= qq <= 1.0):
-                        raise ValueError(f"quantile must be in [0, 1], got {qq!r}")
-                    oq[k] = wm_sketch_quantile(&acc, qq)
-                    k += 1
+                k += _quantiles_into(&acc, qs[i], &oq[k] if k < n_q else NULL)
         finally:
             wm_sketch_free(&acc)
         return counts, sums, mins, maxs, quants
