@@ -21,7 +21,6 @@ from __future__ import annotations
 import datetime as dt
 import http.server
 import json
-import os
 import threading
 import time
 
@@ -32,25 +31,13 @@ import wedmetrics as wm
 from wedmetrics.alerting import AlertEngine, WebhookNotifier
 from wedmetrics.weddings import Wedding, WeddingCalendar
 
-FIGURES: dict = {}
+from figures import FIGURES, report
+
 T0 = dt.datetime(2026, 6, 16, 13, 0, tzinfo=dt.timezone.utc).timestamp()      # a Tuesday
 SATURDAY = dt.datetime(2026, 6, 13, 13, 0, tzinfo=dt.timezone.utc).timestamp()
 STATS = ("p50", "p95", "p99", "max", "mean")
 
 
-def report(name: str, **values) -> None:
-    FIGURES[name] = values
-    print(f"\n{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in values.items()))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def dump_figures():
-    yield
-    path = os.environ.get("WEDMETRICS_BENCH_JSON")
-    if path:
-        with open(path, "w") as f:
-            json.dump(FIGURES, f, indent=2)
 
 
 # --------------------------------------------------------------------------- tick cost

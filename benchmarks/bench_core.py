@@ -9,19 +9,18 @@ from __future__ import annotations
 
 import gc
 import json
-import os
 import subprocess
 import sys
 import time
 import timeit
 
 import numpy as np
-import pytest
 
 import wedmetrics as wm
 
+from figures import report
+
 N = 200_000
-FIGURES: dict = {}
 
 
 def best_ns(stmt, number: int, repeat: int = 7) -> float:
@@ -43,19 +42,6 @@ def best_ns_side_by_side(loops: dict, number: int, rounds: int = 7) -> dict:
     return {name: t / number * 1e9 for name, t in best.items()}
 
 
-def report(name: str, **values) -> None:
-    FIGURES[name] = values
-    print(f"\n{name}: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                     for k, v in values.items()))
-
-
-@pytest.fixture(scope="module", autouse=True)
-def dump_figures():
-    yield
-    path = os.environ.get("WEDMETRICS_BENCH_JSON")
-    if path:
-        with open(path, "w") as f:
-            json.dump(FIGURES, f, indent=2)
 
 
 def _record_loop(h, values):
