@@ -18,6 +18,13 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch):
     assert "== wedmetrics demo summary" in text
     assert "dropped         0" in text, text[-1500:]
     assert "injected incidents caught" in text
+    # the per-series table: every latency series with a rate and three percentiles
+    table = text[text.index("latency, last 5 simulated minutes:"):].splitlines()
+    assert table[1].split() == ["series", "rate/s", "p50", "s", "p95", "s", "p99", "s"]
+    rows = [line.split() for line in table[2:] if line.startswith("  api.latency{route=")]
+    assert len(rows) >= 3
+    for name, rate, p50, p95, p99 in rows:
+        assert float(rate) > 0 and 0 < float(p50) <= float(p95) <= float(p99), name
     db = sqlite3.connect(tmp_path / "demo.db")
     buckets = db.execute("SELECT COUNT(*), SUM(count) FROM wm_buckets").fetchone()
     db.close()

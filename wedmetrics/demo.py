@@ -17,6 +17,8 @@ import time
 
 import numpy as np
 
+from .clock import parse_duration
+
 DEMO_RULES = [
     {"kind": "threshold", "name": "SlowUploads", "metric": "api.latency",
      "match": ['route="/photos/upload"'], "stat": "p95", "window": "1m", "op": ">",
@@ -109,6 +111,7 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
         wall = time.perf_counter() - started
         alerts.close()
         fired = [e for e in alerts.history() if e.status == "firing"]
+        table = _series_table(engine, "5m")
         engine.close()
     incidents = traffic.incidents(traffic.start, sim)
     caught = [i for i in incidents if _caught(i, fired)]
@@ -129,6 +132,8 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
         mark = "caught" if inc in caught else "missed"
         print(f"  {mark:6} {inc.kind:14} {inc.name}{{{label}}} at "
               f"+{(inc.start - traffic.start) / 60:.1f} min", file=out)
+    print("latency, last 5 simulated minutes:", file=out)
+    print("\n".join("  " + line for line in table), file=out)
     flushed = stats.get("storage", {})
     print(f"storage         {os.path.abspath(db)} ({size / 1024:.0f} KiB, "
           f"{flushed.get('written', 0):,} buckets written)", file=out)
@@ -144,17 +149,25 @@ def _caught(incident, fired) -> bool:
     return False
 
 
+def _series_table(engine, last: str) -> list[str]:
+    """Rate and percentiles of every latency series over the last ``last``."""
+    seconds = parse_duration(last)
+    lines = [f"{'series':38} {'rate/s':>9} {'p50 s':>9} {'p95 s':>9} {'p99 s':>9}"]
+    for name in ("api.latency", "vendor.latency"):
+        for h in engine.series_list(name):
+            s = engine.query(h, last=last)
+            label = ",".join(f"{k}={v}" for k, v in h.labels.items())
+            cells = "".join(f" {'-':>9}" if math.isnan(x) else f" {x:9.3f}"
+                            for x in (s.p50, s.p95, s.p99))
+            lines.append(f"{name + '{' + label + '}':38} {s.count / seconds:9.1f}{cells}")
+    return lines
+
+
 def _view(out, engine, alerts, points, elapsed, sim, start, live) -> None:
     lines = [f"wedmetrics demo: {elapsed:5.1f} s wall, simulated +{(sim - start) / 60:5.1f} min, "
              f"{points:,} points ({points / max(elapsed, 1.0):,.0f}/s)"]
     if live:
-        lines.append(f"{'series':38} {'rate/s':>9} {'p95 (1m)':>10}")
-        for name in ("api.latency", "vendor.latency"):
-            for h in engine.series_list(name):
-                s = engine.query(h, last="1m")
-                label = ",".join(f"{v}" for v in h.labels.values())
-                p95 = f"{s.p95:10.3f}" if not math.isnan(s.p95) else f"{'-':>10}"
-                lines.append(f"{name + '{' + label + '}':38} {s.count / 60:9.1f} {p95}")
+        lines.extend(_series_table(engine, "1m"))
         firing = [a for a in alerts.active() if a.state == "firing"]
         lines.append(f"firing alerts: {len(firing)}")
         for a in firing[:8]:
