@@ -703,7 +703,7 @@ class AlertEngine:
         batch = self._batch
         if len(batch):
             # the same buckets as AggregationEngine.window, without its
-            # per-call target resolution (see _window_bounds)
+            # per-call target resolution
             count, total, lo_v, hi_v, quantiles = agg.read_windows(
                 self._batch_groups, lo[batch], hi[batch], end[batch], self._batch_qs)
             seen = count > 0
