@@ -79,3 +79,20 @@ def test_bad_arguments(impl):
         core.windows([[0]], [0], [5], [(1.5,)])
     count, total, mn, mx, quants = core.windows([], [], [], [])
     assert count.shape == (0,) and quants.shape == (0,)
+
+
+def test_quantile_lists_that_change_while_read_are_refused_not_overrun(compiled):
+    core = compiled.Core([1.0, 60.0], [120, 10], 5.0)
+    core.add_series(0)
+    core.record(0, 1.0, 100.0)
+
+    class Growing(tuple):
+        """Measures as one quantile, then reads as three."""
+        calls = 0
+
+        def __len__(self):
+            Growing.calls += 1
+            return 1 if Growing.calls == 1 else 3
+
+    with pytest.raises(ValueError, match="changed while they were read"):
+        core.windows([[0]], [90], [110], [Growing((0.5, 0.5, 0.5))])

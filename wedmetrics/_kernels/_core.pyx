@@ -52,18 +52,19 @@ cdef inline int64_t _clamp_idx(object i) except? -1:
     return i
 
 
-cdef Py_ssize_t _quantiles_into(const wm_sketch *s, qs, double *out) except -1:
-    """The quantiles ``qs`` (validated) of ``s`` into ``out``; returns how many."""
+cdef Py_ssize_t _quantiles_into(const wm_sketch *s, qs, double *out, Py_ssize_t room) except -1:
+    """Checks the quantiles ``qs`` and writes those of ``s`` into ``out``
+    (which holds ``room``); returns how many."""
     cdef double buf[WM_MAX_QUANTILES]
     cdef Py_ssize_t i, n = len(qs), done = 0, m
-    for i in range(n):
-        q = float(qs[i])
-        if not (0.0 <= q <= 1.0):
-            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+    if n > room:               # a sequence that grew since it was measured
+        raise ValueError("the quantiles changed while they were read")
     while done < n:            # WM_MAX_QUANTILES at a time
         m = min(n - done, WM_MAX_QUANTILES)
         for i in range(m):
             buf[i] = float(qs[done + i])
+            if not (0.0 <= buf[i] <= 1.0):
+                raise ValueError(f"quantile must be in [0, 1], got {buf[i]!r}")
         wm_sketch_quantiles(s, <int>m, buf, out + done)
         done += m
     return n
@@ -232,7 +233,7 @@ cdef class Sketch:
         qs = list(qs)
         out = np.empty(len(qs))
         cdef double[::1] o = out
-        _quantiles_into(&self.s, qs, &o[0] if len(qs) else NULL)
+        _quantiles_into(&self.s, qs, &o[0] if len(qs) else NULL, len(qs))
         return out.tolist()
 
     def bins(self):
@@ -542,7 +543,6 @@ cdef class Core:
         cdef int64_t[::1] many
         cdef int64_t *ids
         cdef int64_t n_series = wm_core_n_series(self.c)
-        cdef double qq
         cdef wm_sketch acc
         wm_sketch_init(&acc, self.alpha, self.max_bins, NULL)
         try:
@@ -566,7 +566,7 @@ cdef class Core:
                 osum[i] = acc.sum
                 omin[i] = acc.min
                 omax[i] = acc.max
-                k += _quantiles_into(&acc, qs[i], &oq[k] if k < n_q else NULL)
+                k += _quantiles_into(&acc, qs[i], &oq[k] if k < n_q else NULL, n_q - k)
         finally:
             wm_sketch_free(&acc)
         return counts, sums, mins, maxs, quants
