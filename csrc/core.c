@@ -91,6 +91,8 @@ struct wm_core {
     int64_t n_pieces, pieces_cap;
     wm_pkey *pkeys;         /* scratch: the walk's closed pieces, sorted */
     int64_t pkeys_cap;
+    wm_pkey *moved;         /* scratch of the window cache: pieces that left, then entered */
+    int64_t moved_cap;
 };
 
 /* ---- accounted allocation ---------------------------------------------- */
@@ -226,6 +228,7 @@ void wm_core_free(wm_core *c)
     }
     free(c->pieces);
     free(c->pkeys);
+    free(c->moved);
     free(c);
 }
 
@@ -1053,31 +1056,42 @@ static void wc_drop(wm_wcache *e)
 static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey *keys,
                      int64_t n)
 {
-    /* how much differs: a merge-join of the old and new sorted key lists */
-    int64_t i = 0, j = 0, diff = 0;
-    while (i < e->n_keys || j < n) {
-        int cmp = i == e->n_keys ? 1 : j == n ? -1 : pkey_cmp(&e->keys[i], &keys[j]);
-        diff++;
-        if (cmp == 0) {
-            diff--;
-            i++;
-            j++;
-        } else if (cmp < 0) {
-            i++;
-        } else {
-            j++;
+    /* One merge-join of the old and new sorted key lists sorts out what left
+     * the window (gone) and what entered it (came). */
+    int rebuild = e->n_keys == 0;
+    int64_t n_gone = 0, n_came = 0;
+    wm_pkey *gone = NULL, *came = NULL;
+    if (!rebuild) {
+        if (e->n_keys + n > c->moved_cap) {
+            int64_t ncap = (e->n_keys + n) * 2;
+            wm_pkey *p = xrealloc(c, c->moved, (size_t)c->moved_cap * sizeof(wm_pkey),
+                                  (size_t)ncap * sizeof(wm_pkey));
+            if (!p)
+                return WM_ENOMEM;
+            c->moved = p;
+            c->moved_cap = ncap;
         }
+        gone = c->moved;
+        came = c->moved + e->n_keys;
+        int64_t i = 0, j = 0;
+        while (i < e->n_keys || j < n) {
+            int cmp = i == e->n_keys ? 1 : j == n ? -1 : pkey_cmp(&e->keys[i], &keys[j]);
+            if (cmp == 0) {
+                i++;
+                j++;
+            } else if (cmp < 0) {
+                gone[n_gone++] = e->keys[i++];
+            } else {
+                came[n_came++] = keys[j++];
+            }
+        }
+        rebuild = n_gone + n_came >= n;
     }
-    int rebuild = e->n_keys == 0 || diff >= n;
     if (!rebuild) {
         /* removals first: every old piece must still be in its ring */
-        for (i = 0, j = 0; i < e->n_keys; i++) {
-            while (j < n && pkey_cmp(&keys[j], &e->keys[i]) < 0)
-                j++;
-            if (j < n && pkey_cmp(&keys[j], &e->keys[i]) == 0)
-                continue;
+        for (int64_t i = 0; i < n_gone; i++) {
             const wm_ring *r;
-            if (!find_slot(s, e->keys[i], &r)) {
+            if (!find_slot(s, gone[i], &r)) {
                 rebuild = 1;
                 break;
             }
@@ -1085,29 +1099,21 @@ static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey
     }
     if (rebuild) {
         wm_sketch_clear(&e->bins);
-        for (j = 0; j < n; j++) {
+        for (int64_t j = 0; j < n; j++) {
             const wm_ring *r = NULL;
             const wm_slot *sl = find_slot(s, keys[j], &r);
             if (wc_absorb(e, r, sl))
                 return WM_ENOMEM;
         }
     } else {
-        for (i = 0, j = 0; i < e->n_keys; i++) {
-            while (j < n && pkey_cmp(&keys[j], &e->keys[i]) < 0)
-                j++;
-            if (j < n && pkey_cmp(&keys[j], &e->keys[i]) == 0)
-                continue;
+        for (int64_t i = 0; i < n_gone; i++) {
             const wm_ring *r = NULL;
-            const wm_slot *sl = find_slot(s, e->keys[i], &r);
+            const wm_slot *sl = find_slot(s, gone[i], &r);
             wc_remove(e, r, sl);
         }
-        for (i = 0, j = 0; j < n; j++) {
-            while (i < e->n_keys && pkey_cmp(&e->keys[i], &keys[j]) < 0)
-                i++;
-            if (i < e->n_keys && pkey_cmp(&e->keys[i], &keys[j]) == 0)
-                continue;
+        for (int64_t j = 0; j < n_came; j++) {
             const wm_ring *r = NULL;
-            const wm_slot *sl = find_slot(s, keys[j], &r);
+            const wm_slot *sl = find_slot(s, came[j], &r);
             if (wc_absorb(e, r, sl))
                 return WM_ENOMEM;
         }
@@ -1365,7 +1371,8 @@ void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS])
     for (int l = 0; l < c->nlevels; l++)
         out[10] += store_bytes(&c->build[l]);
     out[11] = c->outbox.cap * 65 + (int64_t)c->outbox.b_cap;
-    out[12] = (c->pieces_cap * (int64_t)sizeof(wm_piece) + c->pkeys_cap * (int64_t)sizeof(wm_pkey));
+    out[12] = c->pieces_cap * (int64_t)sizeof(wm_piece) +
+              (c->pkeys_cap + c->moved_cap) * (int64_t)sizeof(wm_pkey);
     if (c->wcache) {
         out[12] += WM_WC_SETS * WM_WC_WAYS * (int64_t)sizeof(wm_wcache *);
         for (int i = 0; i < WM_WC_SETS * WM_WC_WAYS; i++) {

@@ -1039,41 +1039,14 @@ static inline double clampv(const wm_sketch *s, double v)
 
 double wm_sketch_quantile(const wm_sketch *s, double q)
 {
-    if (s->count == 0)
-        return NAN;
-    if (q == 0.0)
-        return s->min;
-    if (q == 1.0)
-        return s->max;
-    double rank = q * (double)(s->count - 1);
-    uint64_t seen = 0;
-    const wm_store *n = &s->neg;
-    for (int64_t k = n->hi; k >= n->lo; k--) {
-        uint64_t x = n->c[k - n->off];
-        if (!x)
-            continue;
-        seen += x;
-        if ((double)seen > rank)
-            return clampv(s, -wm_representative(k, s->log_gamma, s->collapses));
-    }
-    seen += s->zero;
-    if ((double)seen > rank)
-        return clampv(s, 0.0);
-    const wm_store *p = &s->pos;
-    for (int64_t k = p->lo; k <= p->hi; k++) {
-        uint64_t x = p->c[k - p->off];
-        if (!x)
-            continue;
-        seen += x;
-        if ((double)seen > rank)
-            return clampv(s, wm_representative(k, s->log_gamma, s->collapses));
-    }
-    return s->max;
+    double out;
+    wm_sketch_quantiles(s, 1, &q, &out);
+    return out;
 }
 
-/* wm_sketch_quantile of each qs[i] (n <= WM_MAX_QUANTILES, each in
- * [0, 1]) into out[i], with one walk over the bins: the walk and its
- * comparisons are the single-quantile ones, continued past the first answer. */
+/* The quantile of each qs[i] (n <= WM_MAX_QUANTILES, each in [0, 1]) into
+ * out[i]: the value of rank floor(q (count - 1)), found with at most one walk
+ * up and one walk down the bins for all of them. */
 void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *out)
 {
     int order[WM_MAX_QUANTILES], m = 0;
@@ -1097,31 +1070,61 @@ void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *ou
             order[j] = i;
         }
     }
+    /* Ranks in the lower half are found walking up from the smallest value,
+     * the others walking down from the largest, so p99 reads a few bins, not
+     * all of them.  Walking down, a bin answers rank r when the points below
+     * it, count - (points from it up), are not > r: the very comparison the
+     * upward walk makes on that count, so both walks give the same bin. */
+    int split = 0;
+    while (split < m && !(rank[split] > 0.5 * (double)(s->count - 1)))   /* NaN: up, as before */
+        split++;
     int next = 0;
     uint64_t seen = 0;
-    const wm_store *ng = &s->neg;
-    for (int64_t k = ng->hi; k >= ng->lo && next < m; k--) {
+    const wm_store *ng = &s->neg, *p = &s->pos;
+    for (int64_t k = ng->hi; k >= ng->lo && next < split; k--) {
         uint64_t x = ng->c[k - ng->off];
         if (!x)
             continue;
         seen += x;
-        while (next < m && (double)seen > rank[next])
+        while (next < split && (double)seen > rank[next])
             out[order[next++]] = clampv(s, -wm_representative(k, s->log_gamma, s->collapses));
     }
     seen += s->zero;
-    while (next < m && (double)seen > rank[next])
+    while (next < split && (double)seen > rank[next])
         out[order[next++]] = clampv(s, 0.0);
-    const wm_store *p = &s->pos;
-    for (int64_t k = p->lo; k <= p->hi && next < m; k++) {
+    for (int64_t k = p->lo; k <= p->hi && next < split; k++) {
         uint64_t x = p->c[k - p->off];
         if (!x)
             continue;
         seen += x;
-        while (next < m && (double)seen > rank[next])
+        while (next < split && (double)seen > rank[next])
             out[order[next++]] = clampv(s, wm_representative(k, s->log_gamma, s->collapses));
     }
-    while (next < m)
+    while (next < split)
         out[order[next++]] = s->max;
+    int top = m - 1;
+    uint64_t above = 0;
+    for (int64_t k = p->hi; k >= p->lo && top >= split; k--) {
+        uint64_t x = p->c[k - p->off];
+        if (!x)
+            continue;
+        above += x;
+        while (top >= split && !((double)(s->count - above) > rank[top]))
+            out[order[top--]] = clampv(s, wm_representative(k, s->log_gamma, s->collapses));
+    }
+    above += s->zero;
+    while (top >= split && !((double)(s->count - above) > rank[top]))
+        out[order[top--]] = clampv(s, 0.0);
+    for (int64_t k = ng->lo; k <= ng->hi && top >= split; k++) {
+        uint64_t x = ng->c[k - ng->off];
+        if (!x)
+            continue;
+        above += x;
+        while (top >= split && !((double)(s->count - above) > rank[top]))
+            out[order[top--]] = clampv(s, -wm_representative(k, s->log_gamma, s->collapses));
+    }
+    while (top >= split)
+        out[order[top--]] = s->max;
 }
 
 double wm_sketch_alpha(const wm_sketch *s)

@@ -103,7 +103,8 @@ int wm_sketch_sub_body(wm_sketch *s, uint64_t count, const uint8_t *body, size_t
 
 /* Reading. */
 double wm_sketch_quantile(const wm_sketch *s, double q);
-/* Several quantiles in one walk: out[i] = wm_sketch_quantile(s, qs[i]). */
+/* Several at once: out[i] = wm_sketch_quantile(s, qs[i]), with at most one
+ * walk up and one walk down the bins. */
 #define WM_MAX_QUANTILES 32
 void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *out);
 double wm_sketch_alpha(const wm_sketch *s);
