@@ -103,9 +103,10 @@ def test_tick_of_10k_threshold_rules(benchmark, n_series, per_series):
                us_per_query=tick_ms * 1e3 / queries, firing=firing, compiled=wm.HAVE_COMPILED)
         benchmark.extra_info.update(FIGURES[f"tick_10k_rules_{n_series}_series"])
         # grouping shares one merge among 25 rules (200 series) or 5 (1000 series);
-        # the per-rule peer gained from cheaper queries too (2026-11-30: 3-4x left
-        # for 1000 series, one run 2.9x), hence the floor below the sharing factor
-        assert naive_ms / tick_ms > (10.0 if n_series == 200 else 2.5)
+        # the per-rule peer is this library's own query, which got cheaper too
+        # (2026-11-30: 9-16x left for 200 series, 2.9-5.1x for 1000), hence floors
+        # well below the sharing factors
+        assert naive_ms / tick_ms > (8.0 if n_series == 200 else 2.5)
         if wm.HAVE_COMPILED:
             assert tick_ms < 20.0, f"10,000 rules over {queries} windows took {tick_ms:.1f} ms"
     finally:
