@@ -1056,10 +1056,10 @@ void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *ou
             out[i] = NAN;
         else if (qs[i] == 0.0)
             out[i] = s->min;
-        else if (qs[i] == 1.0)
+        else if (!(qs[i] < 1.0))   /* 1; past it or NaN only from C callers: no rank fits */
             out[i] = s->max;
         else {
-            /* insertion by rank: the walk answers the ranks in ascending order */
+            /* insertion by rank: the walks answer the ranks in order */
             double r = qs[i] * (double)(s->count - 1);
             int j = m++;
             for (; j > 0 && rank[j - 1] > r; j--) {
@@ -1076,7 +1076,7 @@ void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *ou
      * it, count - (points from it up), are not > r: the very comparison the
      * upward walk makes on that count, so both walks give the same bin. */
     int split = 0;
-    while (split < m && !(rank[split] > 0.5 * (double)(s->count - 1)))   /* NaN: up, as before */
+    while (split < m && rank[split] <= 0.5 * (double)(s->count - 1))
         split++;
     int next = 0;
     uint64_t seen = 0;
