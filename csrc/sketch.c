@@ -1093,6 +1093,17 @@ void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *ou
     while (next < split && (double)seen > rank[next])
         out[order[next++]] = clampv(s, 0.0);
     for (int64_t k = p->lo; k <= p->hi && next < split; k++) {
+        /* four bins at a time while they cannot hold the next answer */
+        while (k + 3 <= p->hi) {
+            const uint64_t *b = &p->c[k - p->off];
+            uint64_t block = b[0] + b[1] + b[2] + b[3];
+            if ((double)(seen + block) > rank[next])
+                break;
+            seen += block;
+            k += 4;
+        }
+        if (k > p->hi)
+            break;
         uint64_t x = p->c[k - p->off];
         if (!x)
             continue;
@@ -1105,6 +1116,16 @@ void wm_sketch_quantiles(const wm_sketch *s, int n, const double *qs, double *ou
     int top = m - 1;
     uint64_t above = 0;
     for (int64_t k = p->hi; k >= p->lo && top >= split; k--) {
+        while (k - 3 >= p->lo) {
+            const uint64_t *b = &p->c[k - 3 - p->off];
+            uint64_t block = b[0] + b[1] + b[2] + b[3];
+            if (!((double)(s->count - (above + block)) > rank[top]))
+                break;
+            above += block;
+            k -= 4;
+        }
+        if (k < p->lo)
+            break;
         uint64_t x = p->c[k - p->off];
         if (!x)
             continue;
