@@ -1051,6 +1051,20 @@ static void wc_drop(wm_wcache *e)
     wm_sketch_clear(&e->bins);
 }
 
+/* Room for `need` keys in *buf (capacity *cap), doubling past it. */
+static int reserve_pkeys(wm_core *c, wm_pkey **buf, int64_t *cap, int64_t need)
+{
+    if (need <= *cap)
+        return WM_OK;
+    int64_t ncap = need * 2;
+    wm_pkey *p = xrealloc(c, *buf, (size_t)*cap * sizeof(wm_pkey), (size_t)ncap * sizeof(wm_pkey));
+    if (!p)
+        return WM_ENOMEM;
+    *buf = p;
+    *cap = ncap;
+    return WM_OK;
+}
+
 /* Bring e's bins to exactly the closed pieces keys[0..n) (sorted).
  * Returns 1 when done, 0 when the cache cannot hold them (collapse), or WM_ENOMEM. */
 static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey *keys,
@@ -1062,15 +1076,8 @@ static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey
     int64_t n_gone = 0, n_came = 0;
     wm_pkey *gone = NULL, *came = NULL;
     if (!rebuild) {
-        if (e->n_keys + n > c->moved_cap) {
-            int64_t ncap = (e->n_keys + n) * 2;
-            wm_pkey *p = xrealloc(c, c->moved, (size_t)c->moved_cap * sizeof(wm_pkey),
-                                  (size_t)ncap * sizeof(wm_pkey));
-            if (!p)
-                return WM_ENOMEM;
-            c->moved = p;
-            c->moved_cap = ncap;
-        }
+        if (reserve_pkeys(c, &c->moved, &c->moved_cap, e->n_keys + n))
+            return WM_ENOMEM;
         gone = c->moved;
         came = c->moved + e->n_keys;
         int64_t i = 0, j = 0;
@@ -1120,15 +1127,8 @@ static int wc_update(wm_core *c, const wm_series *s, wm_wcache *e, const wm_pkey
     }
     if (e->bins.collapses != 0)
         return 0;
-    if (n > e->keys_cap) {
-        int64_t ncap = n * 2;
-        wm_pkey *p = xrealloc(c, e->keys, (size_t)e->keys_cap * sizeof(wm_pkey),
-                              (size_t)ncap * sizeof(wm_pkey));
-        if (!p)
-            return WM_ENOMEM;
-        e->keys = p;
-        e->keys_cap = ncap;
-    }
+    if (reserve_pkeys(c, &e->keys, &e->keys_cap, n))
+        return WM_ENOMEM;
     memcpy(e->keys, keys, (size_t)n * sizeof(wm_pkey));
     e->n_keys = n;
     return 1;
@@ -1156,15 +1156,8 @@ static int window_cached(wm_core *c, wm_series *s, int64_t lo, int64_t hi, wm_sk
     }
     if (n < 8)
         return 0;   /* a short walk merges as fast as the cache would */
-    if (n > c->pkeys_cap) {
-        int64_t ncap = n * 2;
-        wm_pkey *p = xrealloc(c, c->pkeys, (size_t)c->pkeys_cap * sizeof(wm_pkey),
-                              (size_t)ncap * sizeof(wm_pkey));
-        if (!p)
-            return WM_ENOMEM;
-        c->pkeys = p;
-        c->pkeys_cap = ncap;
-    }
+    if (reserve_pkeys(c, &c->pkeys, &c->pkeys_cap, n))
+        return WM_ENOMEM;
     /* Sorted by (level, idx): the walk visits time in order, so each level's
      * pieces already come in idx order, and a stable scatter by level sorts
      * them.  Checked, with qsort behind it, so that a walk changed later
