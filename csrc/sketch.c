@@ -593,8 +593,8 @@ static int merge_into_empty(wm_sketch *s, const wm_sketch *o)
 }
 
 /* store_put of every non-zero bin of a dense src into dst at the same
- * collapse level, as one loop the compiler vectorises: dst no longer lists
- * its bins (ntk == WM_UNTRACKED) and src's range is reserved in it. */
+ * collapse level, as one branch-free loop: dst no longer lists its bins
+ * (ntk == WM_UNTRACKED) and src's range is reserved in it. */
 static void merge_dense_same_level(wm_store *dst, const wm_store *src)
 {
     int64_t a = src->lo, b = src->hi;

@@ -184,21 +184,13 @@ class AggregationEngine:
         exact = self._exact(sids, lo * w0, hi * w0) if count else None
         return WindowStats(count, total, mn, mx, lo * w0, hi * w0, sketch, exact)
 
-    def read_window(self, sids, lo: int, hi: int, end: float):
-        """Merge finest buckets ``lo <= idx < hi`` of the series ``sids``
-        (ids), with the window start aligned as in :meth:`window`.
-
-        The batch form the alert engine uses: no target resolution, no
-        exact-mode check.  Returns ``(count, sum, min, max, sketch)``.
-        """
-        return self._core.window(sids, self._held_start(lo, end), hi)
-
     def read_windows(self, groups, lo, hi, end, qs):
-        """:meth:`read_window` for many windows in one core call: window
-        ``i`` merges the ids ``groups[i]`` over ``lo[i] <= idx < hi[i]``
-        (arrays; ``end[i]`` aligns its start) and answers the quantiles
-        ``qs[i]``.  Returns ``(count, sum, min, max, quantiles)``: columns,
-        and every window's quantiles flat in turn."""
+        """Merge, in one core call, window ``i``: the finest buckets
+        ``lo[i] <= idx < hi[i]`` of the series ids ``groups[i]``, its start
+        aligned as in :meth:`window` for ``end[i]``, and answer its quantiles
+        ``qs[i]``.  The batch form the alert engine uses: no target
+        resolution, no exact-mode check.  Returns ``(count, sum, min, max,
+        quantiles)``: columns, and every window's quantiles flat in turn."""
         return self._core.windows(groups, self._held_start_many(lo, end), hi, qs)
 
     def is_exact(self, sid: int) -> bool:

@@ -103,7 +103,7 @@ class MetricsEngine:
             self.max_future = parse_duration(max_future)
         self._exact_ids: set[int] = set()
         self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
-        self._find_labeled = self._registry.lookup_function()
+        self._find_labeled = self._registry.lookup
         self.aggregation = AggregationEngine(self._core, self._registry, self.now,
                                              self.resolutions, self._exact_ids)
         self._closed = False

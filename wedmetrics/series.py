@@ -51,6 +51,9 @@ class SeriesRegistry:
         self.cardinality = cardinality
         self._by_key: dict = {}          # (name, sorted label items) -> handle
         self._fast = LabelIndex()        # (name, labels as given) -> handle, no key built
+        # per-call label resolution, ``None`` when unseen: the index's own
+        # method, so the hot path of engine.record adds no Python frame
+        self.lookup = self._fast.find
         self._by_name: dict[str, list] = {}
         self._by_id: list = []
         self.cardinality_dropped = 0
@@ -88,14 +91,6 @@ class SeriesRegistry:
             siblings.append(h)
             self._by_id.append(h)
             return h
-
-    def lookup(self, name: str, labels) -> object:
-        """Fast path for per-call label resolution; ``None`` when unseen."""
-        return self._fast.find(name, labels)
-
-    def lookup_function(self):
-        """:meth:`lookup` without the method call: ``f(name, labels)``."""
-        return self._fast.find
 
     def remember(self, name: str, labels, handle) -> None:
         with self._lock:
