@@ -23,7 +23,6 @@ __all__ = ["router", "EVENT_STATUSES"]
 
 EVENT_STATUSES = ("firing", "resolved", "notified", "escalated", "acknowledged", "silenced",
                   "feedback")
-_ID = Path(..., min_length=1, max_length=200)
 
 
 def router(hub) -> APIRouter:
@@ -60,7 +59,7 @@ def router(hub) -> APIRouter:
     @api.post("/alerts/{alert_id}/ack", response_model=AlertModel,
               responses={409: {"description": "The alert is not firing"}},
               summary="Acknowledge a firing alert (its escalation stops)")
-    async def ack(alert_id: str = _ID, body: AckRequest = Body(...),
+    async def ack(alert_id: str = Path(..., min_length=1, max_length=200), body: AckRequest = Body(...),
                   tenant: Tenant = Depends(hub.limited)) -> AlertModel:
         view = _visible_active(hub, tenant, alert_id)
         if view.state != "firing":
@@ -72,7 +71,7 @@ def router(hub) -> APIRouter:
 
     @api.post("/alerts/{alert_id}/feedback", response_model=FeedbackResult,
               summary="Whether the alert was right; a false positive moves an adaptive threshold")
-    async def feedback(alert_id: str = _ID, body: FeedbackRequest = Body(...),
+    async def feedback(alert_id: str = Path(..., min_length=1, max_length=200), body: FeedbackRequest = Body(...),
                        tenant: Tenant = Depends(hub.limited)) -> FeedbackResult:
         rule = _visible_rule(hub, tenant, alert_id)
         try:
@@ -120,7 +119,7 @@ def router(hub) -> APIRouter:
 
     @api.delete("/silences/{silence_id}", response_model=SilenceModel,
                 summary="End a silence now")
-    async def delete_silence(silence_id: str = _ID,
+    async def delete_silence(silence_id: str = Path(..., min_length=1, max_length=200),
                              tenant: Tenant = Depends(hub.limited)) -> SilenceModel:
         store = _alert_engine(hub).dispatcher.silences
         missing = ApiError(404, "silence_id", f"no silence with id {silence_id!r}")

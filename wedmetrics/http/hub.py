@@ -91,8 +91,9 @@ class Hub:
         self.limited = limited
 
     # -- dependencies (FastAPI ``Depends``) ------------------------------------
-    def tenant(self, request: Request) -> Tenant:
-        """The tenant of a request (401 JSON for a missing or unknown token)."""
+    async def tenant(self, request: Request) -> Tenant:
+        """The tenant of a request (401 JSON for a missing or unknown token).  Async, like
+        every route here: FastAPI would run a sync dependency on a worker thread."""
         client = request.client.host if request.client else "unknown"
         return self.tokens.resolve(request.headers.get("authorization"), client)
 

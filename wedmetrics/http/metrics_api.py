@@ -20,10 +20,18 @@ MAX_WINDOW = 86400.0            # real-time windows up to a day
 MAX_BUCKETS = 10_000            # buckets of one series in one /range answer
 MAX_POINTS = 200_000            # buckets over all series of one /range answer
 
-_NAME = Query(None, min_length=1, max_length=200, description="Metric name, e.g. api.latency")
-_MATCH = Query([], description='Label matchers, repeatable: route="/photos", status=~"5..", '
-                               'or a selector {route="/photos",status!="200"}')
-_LIMIT = Query(1000, ge=1, le=MAX_SERIES, description="At most this many series")
+# one Query object per route: FastAPI binds a parameter object to the route using it
+def _name():
+    return Query(None, min_length=1, max_length=200, description="Metric name, e.g. api.latency")
+
+
+def _match():
+    return Query([], description='Label matchers, repeatable: route="/photos", status=~"5..", '
+                                 'or a selector {route="/photos",status!="200"}')
+
+
+def _limit():
+    return Query(1000, ge=1, le=MAX_SERIES, description="At most this many series")
 
 
 def router(hub) -> APIRouter:
@@ -31,10 +39,10 @@ def router(hub) -> APIRouter:
 
     @api.get("/real-time", response_model=RealTime, summary="Per series statistics over a window")
     async def real_time(request: Request, tenant: Tenant = Depends(hub.limited),
-                        name: Optional[str] = _NAME, match: list[str] = _MATCH,
+                        name: Optional[str] = _name(), match: list[str] = _match(),
                         window: str = Query("5m", max_length=40,
                                             description="Window length, e.g. 30s, 5m, 1h"),
-                        limit: int = _LIMIT):
+                        limit: int = _limit()):
         seconds = params.duration(window, "window", least=1.0, most=MAX_WINDOW)
         matchers = params.matchers(match)
         return await answer(hub, request, tenant,
@@ -42,8 +50,8 @@ def router(hub) -> APIRouter:
 
     @api.get("/series", response_model=SeriesList, summary="Names and label sets")
     async def series(request: Request, tenant: Tenant = Depends(hub.limited),
-                     name: Optional[str] = _NAME, match: list[str] = _MATCH,
-                     limit: int = _LIMIT):
+                     name: Optional[str] = _name(), match: list[str] = _match(),
+                     limit: int = _limit()):
         matchers = params.matchers(match)
 
         def build() -> SeriesList:
@@ -61,7 +69,7 @@ def router(hub) -> APIRouter:
     async def range_(request: Request, tenant: Tenant = Depends(hub.limited),
                      name: str = Query(..., min_length=1, max_length=200,
                                        description="Metric name"),
-                     match: list[str] = _MATCH,
+                     match: list[str] = _match(),
                      resolution: str = Query("1m", max_length=40,
                                              description="Bucket width: one of the resolutions "
                                                          "(1s, 1m, 5m, 1h by default)"),
