@@ -25,6 +25,9 @@ def main(argv=None) -> int:
                       help="multiplies every simulated event rate (load)")
     demo.add_argument("--db", default="wedmetrics-demo.db", help="SQLite file to write")
     demo.add_argument("--quiet", action="store_true", help="no live view, only the summary")
+    demo.add_argument("--continue", dest="continue_db", action="store_true",
+                      help="keep the --db file of an earlier demo run and continue its "
+                           "simulated day (default: every run starts a fresh file)")
     sub.add_parser("backtest", help="backtest alert rules on timestamp,value CSV data",
                    add_help=False)
     args, rest = parser.parse_known_args(argv)
@@ -36,9 +39,12 @@ def main(argv=None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from .demo import run_demo
 
-    return run_demo(duration=args.duration, weddings=args.weddings, seed=args.seed,
-                    speed=args.speed, rate_scale=args.rate_scale, db=args.db, quiet=args.quiet,
-                    out=sys.stdout)
+    try:
+        return run_demo(duration=args.duration, weddings=args.weddings, seed=args.seed,
+                        speed=args.speed, rate_scale=args.rate_scale, db=args.db,
+                        quiet=args.quiet, continue_db=args.continue_db, out=sys.stdout)
+    except FileExistsError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
