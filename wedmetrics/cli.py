@@ -26,6 +26,9 @@ def main(argv=None) -> int:
                       help="multiplies every simulated event rate (load)")
     demo.add_argument("--db", default="wedmetrics-demo.db", help="SQLite file to write")
     demo.add_argument("--quiet", action="store_true", help="no live view, only the summary")
+    demo.add_argument("--continue", dest="continue_db", action="store_true",
+                      help="keep the --db file of an earlier demo run and continue its "
+                           "simulated day (default: every run starts a fresh file)")
     demo.add_argument("--serve", type=int, metavar="PORT",
                       help="serve the live data on http://127.0.0.1:PORT while the demo runs "
                            "(needs the [http] extra); the demo then runs until Ctrl-C unless "
@@ -49,9 +52,13 @@ def main(argv=None) -> int:
 
     duration = args.duration if args.duration is not None else \
         (math.inf if args.serve is not None else 30.0)
-    return run_demo(duration=duration, weddings=args.weddings, seed=args.seed,
-                    speed=args.speed, rate_scale=args.rate_scale, db=args.db, quiet=args.quiet,
-                    serve=args.serve, out=sys.stdout)
+    try:
+        return run_demo(duration=duration, weddings=args.weddings, seed=args.seed,
+                        speed=args.speed, rate_scale=args.rate_scale, db=args.db,
+                        quiet=args.quiet, continue_db=args.continue_db, serve=args.serve,
+                        out=sys.stdout)
+    except FileExistsError as exc:
+        parser.error(str(exc))
 
 
 if __name__ == "__main__":  # pragma: no cover
