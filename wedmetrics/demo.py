@@ -55,7 +55,8 @@ _CATCHES = {"latency_spike": ("SlowUploads", "SlowApi", "SlowVendor"),
 
 def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed: float = 120.0,
              rate_scale: float = 20.0, db: str = "wedmetrics-demo.db", quiet: bool = False,
-             out=None, step: float = 0.25, continue_db: bool = False) -> int:
+             out=None, step: float = 0.25, continue_db: bool = False,
+             serve: int | None = None) -> int:
     import wedmetrics as wm
     from wedmetrics.alerting import AlertEngine, LogNotifier
     from wedmetrics.collect import Collector
@@ -90,6 +91,7 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
         collector.add(ProcessSource())
     except ImportError:
         pass  # psutil is optional ([system] extra): the demo runs without self-metrics
+    hub = _serve(engine, alerts, calendar, serve, out) if serve is not None else None
     points = 0
     sim = begin
     started = time.perf_counter()
@@ -119,6 +121,8 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        if hub is not None:
+            hub.stop()
         collector.stop()
         wall = time.perf_counter() - started
         alerts.close()
@@ -156,6 +160,20 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
         print("                a fresh file: earlier runs are not in it (--continue keeps them)",
               file=out)
     return 0
+
+
+def _serve(engine, alerts, calendar, port: int, out):
+    """The hub over the demo's live engine, on 127.0.0.1 (no tokens: local only)."""
+    from wedmetrics.http import create_app
+    from wedmetrics.http.serve import BackgroundServer
+
+    server = BackgroundServer(create_app(engine, alerts=alerts, calendar=calendar), port=port)
+    if not server.wait_started():
+        server.stop()
+        raise RuntimeError(f"the hub did not start on port {port}")
+    print(f"serving the live demo on {server.url}/ (API under {server.url}/api/metrics/)",
+          file=out, flush=True)
+    return server
 
 
 def _demo_file_state(db: str) -> tuple[bool, float | None]:
