@@ -1422,5 +1422,6 @@ int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sk
         s->acc_mask |= 1u << up;
         s->acc_idx[up] = parent;
     }
+    c->swept_n = -1;   /* the open bucket may be due already: the next advance sweeps */
     return WM_OK;
 }

@@ -376,6 +376,7 @@ class Core:
             b = _Bucket(idx, sketch.copy())
             b.count, b.sum, b.min, b.max = sketch.count, sketch.sum, sketch.min, sketch.max
             self._close(s, level, b, emit=False)
+            self._swept = None    # the open bucket may be due already: the next advance sweeps
 
     # -- reading ----------------------------------------------------------
     def window(self, sids, lo: int, hi: int):
