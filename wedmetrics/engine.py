@@ -117,9 +117,6 @@ class MetricsEngine:
         # points refused with an exception, by outcome code; the core counts
         # every refusal, so those dropped silently are the difference
         self._refused = [0] * len(_kernels.REASONS)
-        # "now" is the later of the clock and the newest point from the start:
-        # a first point older than the clock's now minus the lateness is late
-        self._core.advance(self.clock.now())
         self._exact_ids: set[int] = set()
         self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
         self._find_labeled = self._registry.lookup
@@ -134,12 +131,17 @@ class MetricsEngine:
         self._next_wal_sync = 0.0
         self._restart = None
         if storage is not None:
+            self._core.outbox_enabled = True
+            # before the clock moves the horizon (below, and the flusher's
+            # thread): a replayed point must not be late for a horizon this
+            # start has not reached yet; it closes when the horizon passes
+            self._restart = self._start_from_storage(wal_dir, wal_options)
+        # "now" is the later of the clock and the newest point from the start:
+        # a first point older than the clock's now minus the lateness is late
+        self._core.advance(self.clock.now())
+        if storage is not None:
             from .storage.flusher import Flusher
 
-            self._core.outbox_enabled = True
-            # before the flusher's thread ticks the clock: a replayed point
-            # must not be late for a horizon this start has not reached yet
-            self._restart = self._start_from_storage(wal_dir, wal_options)
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
                                     on_caught_up=self._stored_up_to_last_pull,
                                     **(flush_options or {}))
