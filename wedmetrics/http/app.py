@@ -25,6 +25,7 @@ __all__ = ["create_app", "ROUTERS", "MAX_QUERY_STRING", "MAX_BODY"]
 #: modules of ``wedmetrics.http`` whose ``router(hub)`` the app includes, in order
 ROUTERS: tuple[str, ...] = (
     "health",
+    "metrics",
 )
 
 MAX_QUERY_STRING = 4096          # bytes; longer query strings answer 414
@@ -35,7 +36,7 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
                tokens: Mapping[str, str] | None = None,
                cors_origins: Sequence[str] | None = None, cache_ttl="1s",
                rate_limit: str | None = None, redis_url: str | None = None, *,
-               title: str = "wedmetrics hub") -> FastAPI:
+               metrics_window="5m", title: str = "wedmetrics hub") -> FastAPI:
     """The hub's ASGI app (FastAPI) over the given objects.
 
     Parameters
@@ -61,6 +62,8 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
         ``Retry-After`` beyond it.
     redis_url : str, optional
         ``redis://...``: cache and rate limits shared by every hub process.
+    metrics_window : float or str
+        The window of the quantiles ``/metrics`` exposes (default ``"5m"``).
 
     Returns
     -------
@@ -68,6 +71,7 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
         Mount it (``parent.mount("/monitoring", app)``) or run it with uvicorn.
     """
     hub = Hub(engine, alerts=alerts, calendar=calendar, storage=storage, tokens=tokens)
+    hub.metrics_window = metrics_window
     app = FastAPI(title=title, version=_version(),
                   description="Dashboard API of a wedmetrics hub: real-time windows with "
                               "percentiles, buckets, weddings, alerts and silences.")
