@@ -97,8 +97,12 @@ def format_value(x: float) -> str:
 
 
 def _format_column(values: np.ndarray) -> list[str]:
-    """:func:`format_value` of a column, with ``repr`` on the fast path."""
-    out = [repr(v) for v in values.tolist()]
+    """:func:`format_value` of a column.  ``repr`` of the whole list is one C
+    loop over the floats (no Python call per value); a float's repr never
+    contains ``", "``, so splitting recovers each value's text."""
+    if len(values) == 0:
+        return []
+    out = repr(values.tolist())[1:-1].split(", ")
     for i in np.flatnonzero(~np.isfinite(values)).tolist():
         out[i] = format_value(float(values[i]))
     return out
@@ -434,6 +438,12 @@ class Exposition:
             qcols = [_format_column(stats["quantiles"][ids, j]) for j in range(len(self.quantiles))]
             counts = stats["count"][ids].tolist()
             sums = _format_column(stats["sum"][ids])
+            if len(qcols) == 3:       # the default quantiles: one f-string per series
+                q0, q1, q2 = qcols
+                lines = [f"{p[0]}{q0[r]}\n{p[1]}{q1[r]}\n{p[2]}{q2[r]}\n"
+                         f"{p[3]}{counts[r]}\n{p[4]}{sums[r]}\n"
+                         for r, p in enumerate([prefixes[i] for i in pick])]
+                return head + "".join(lines)
             lines = []
             for r, i in enumerate(pick):
                 p = prefixes[i]
