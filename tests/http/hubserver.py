@@ -73,3 +73,79 @@ def require_redis() -> None:
 def get(base: str, path: str, token: str | None = None, **params) -> httpx.Response:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.get(base + path, params=params, headers=headers, timeout=10.0)
+
+
+# -- a small multi-tenant world ------------------------------------------------------
+T0 = 1_781_362_800.0          # 2026-06-13 15:00 UTC, a Saturday: both weddings are today
+TOKENS = {"tok-bliss-0123456789": "bliss-events", "tok-forever-0123456789": "forever-planners",
+          "tok-ops-0123456789": "*"}
+BLISS, FOREVER, OPS = TOKENS
+
+
+class World:
+    """Two tenants' series, weddings and alerts in one engine on a manual clock.
+
+    bliss-events: wedding ``w-bliss`` and series labelled with it or with its org,
+    all values below 1.  forever-planners: ``w-forever``, values 10-20, so a leak of
+    its numbers into a bliss answer shows in any statistic.
+    """
+
+    def __init__(self, storage=None) -> None:
+        import numpy as np
+
+        import wedmetrics as wm
+        from wedmetrics.alerting import AlertEngine
+
+        self.clock = wm.ManualClock(T0 - 60.0)
+        self.engine = wm.MetricsEngine(clock=self.clock, storage=storage)
+        self.calendar = wm.WeddingCalendar([
+            {"id": "w-bliss", "org_id": "bliss-events", "date": "2026-06-13",
+             "timezone": "Europe/London", "guest_count": 120, "venue": "Kew Gardens"},
+            {"id": "w-forever", "org_id": "forever-planners", "date": "2026-06-13",
+             "timezone": "Europe/Paris", "guest_count": 300, "venue": "Chateau Rose"},
+        ])
+        rng = np.random.default_rng(3)
+        self.values = {}
+        specs = [("api.latency", {"route": "/photos", "wedding_id": "w-bliss"}, 0.1, 0.9),
+                 ("api.latency", {"route": "/photos", "wedding_id": "w-forever"}, 10.0, 20.0),
+                 ("api.latency", {"route": "/rsvp", "org_id": "bliss-events"}, 0.2, 0.8),
+                 ("api.latency", {"route": "/rsvp", "org_id": "forever-planners"}, 12.0, 18.0),
+                 ("internal.gc", {}, 1.0, 2.0)]
+        points = []
+        for name, labels, lo, hi in specs:
+            h = self.engine.series(name, labels)
+            vals = rng.uniform(lo, hi, 400)
+            points.extend((T0 - 59.0 + k * 60 // len(vals), h, float(v))
+                          for k, v in enumerate(vals))
+            self.values[(name, tuple(sorted(labels.items())))] = vals
+        for ts, h, v in sorted(points, key=lambda p: p[0]):    # in time order: none is late
+            h.record(v, ts)
+        self.requests = self.engine.counter("api.requests", {"org_id": "bliss-events"})
+        for _ in range(30):
+            self.requests.inc(2, T0 - 1.0)
+        assert sum(self.engine.stats()["dropped"].values()) == 0
+        self.clock.set(T0)
+        self.alerts = AlertEngine(self.engine, calendar=self.calendar, rules=[
+            {"kind": "threshold", "name": "SlowRsvp", "metric": "api.latency",
+             "match": ['route="/rsvp"'], "stat": "max", "window": "5m", "op": ">",
+             "threshold": 0.5, "severity": "warning",
+             "feedback": {"step": 0.5, "mode": "absolute"}},
+            {"kind": "threshold", "name": "SlowPhotos", "metric": "api.latency",
+             "match": ['route="/photos"'], "stat": "max", "window": "5m", "op": ">",
+             "threshold": 5.0, "severity": "critical"},
+        ])
+        self.alerts.evaluate()
+
+    def alert_id(self, rule: str, **labels) -> str:
+        for a in self.alerts.active():
+            if a.rule == rule and all(a.labels.get(k) == v for k, v in labels.items()):
+                return a.id
+        raise KeyError((rule, labels))
+
+    def close(self) -> None:
+        self.alerts.close()
+        self.engine.close()
+
+
+def auth(token: str | None) -> dict:
+    return {"Authorization": f"Bearer {token}"} if token else {}

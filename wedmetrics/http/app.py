@@ -11,6 +11,7 @@ each route needs with ``Depends(hub.tenant)`` / ``Depends(hub.limited)``.
 """
 from __future__ import annotations
 
+import contextlib
 import time
 from importlib import import_module
 from typing import Mapping, Sequence
@@ -25,8 +26,15 @@ __all__ = ["create_app", "ROUTERS", "MAX_QUERY_STRING", "MAX_BODY"]
 #: modules of ``wedmetrics.http`` whose ``router(hub)`` the app includes, in order
 ROUTERS: tuple[str, ...] = (
     "health",
+    "metrics_api",
+    "weddings_api",
+    "alerts_api",
+    "stream",
     "metrics",
 )
+
+#: ``/api/v1/metrics/...`` answers as ``/api/metrics/...`` (kept out of the schema)
+VERSIONED_PREFIX = "/api/v1/metrics/"
 
 MAX_QUERY_STRING = 4096          # bytes; longer query strings answer 414
 MAX_BODY = 64 * 1024             # bytes; larger request bodies answer 413
@@ -36,6 +44,7 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
                tokens: Mapping[str, str] | None = None,
                cors_origins: Sequence[str] | None = None, cache_ttl="1s",
                rate_limit: str | None = None, redis_url: str | None = None, *,
+               redis_prefix: str = "wedmetrics:", stream_interval=1.0,
                metrics_window="5m", title: str = "wedmetrics hub") -> FastAPI:
     """The hub's ASGI app (FastAPI) over the given objects.
 
@@ -62,6 +71,11 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
         ``Retry-After`` beyond it.
     redis_url : str, optional
         ``redis://...``: cache and rate limits shared by every hub process.
+    redis_prefix : str
+        Prefix of every Redis key of this hub (hubs sharing a prefix share
+        their cache and limits).
+    stream_interval : float or str
+        Period of the server-sent events of ``/api/metrics/stream``.
     metrics_window : float or str
         The window of the quantiles ``/metrics`` exposes (default ``"5m"``).
 
@@ -70,9 +84,17 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
     fastapi.FastAPI
         Mount it (``parent.mount("/monitoring", app)``) or run it with uvicorn.
     """
-    hub = Hub(engine, alerts=alerts, calendar=calendar, storage=storage, tokens=tokens)
+    hub = Hub(engine, alerts=alerts, calendar=calendar, storage=storage, tokens=tokens,
+              cache_ttl=cache_ttl, rate_limit=rate_limit, redis_url=redis_url,
+              redis_prefix=redis_prefix, stream_interval=stream_interval)
     hub.metrics_window = metrics_window
-    app = FastAPI(title=title, version=_version(),
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        await hub.aclose()
+
+    app = FastAPI(title=title, version=_version(), lifespan=lifespan,
                   description="Dashboard API of a wedmetrics hub: real-time windows with "
                               "percentiles, buckets, weddings, alerts and silences.")
     app.state.wedmetrics_hub = hub
@@ -100,6 +122,11 @@ class _Guard:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        root = scope.get("root_path", "")      # where a parent app mounted us
+        route_path = scope["path"][len(root):] if scope["path"].startswith(root) else scope["path"]
+        if route_path.startswith(VERSIONED_PREFIX):
+            path = root + "/api/metrics/" + route_path[len(VERSIONED_PREFIX):]
+            scope = dict(scope, path=path, raw_path=path.encode("utf-8"))
         started = time.perf_counter()
         status = 500
         if len(scope.get("query_string", b"")) > MAX_QUERY_STRING:

@@ -9,8 +9,11 @@ from __future__ import annotations
 import time
 from typing import Mapping
 
-from fastapi import Request
+from fastapi import Depends, Request
 
+from ..clock import parse_duration
+from .cache import ResponseCache
+from .catalog import Catalog
 from .selfmetrics import HubMetrics
 from .tenancy import Tenant, TokenTable
 
@@ -32,10 +35,22 @@ class Hub:
     tokens : TokenTable
     metrics : HubMetrics
         The hub's own request, cache and rate-limit counters (``/metrics``).
+    catalog : Catalog
+        The series a tenant sees, and their windows and buckets.
+    cache : ResponseCache
+    limiter : RateLimiter or None
+    tenant, limited :
+        FastAPI dependencies: ``Depends(hub.tenant)`` gives the request's
+        :class:`~wedmetrics.http.tenancy.Tenant`; ``Depends(hub.limited)``
+        also counts the request against the rate limit (and gives the tenant).
     """
 
     def __init__(self, engine=None, *, alerts=None, calendar=None, storage=None,
-                 tokens: Mapping[str, str] | None = None) -> None:
+                 tokens: Mapping[str, str] | None = None, cache_ttl=1.0,
+                 rate_limit: str | None = None, redis_url: str | None = None,
+                 redis_prefix: str = "wedmetrics:", stream_interval=1.0) -> None:
+        if engine is None and alerts is not None:
+            engine = alerts.engine
         self.engine = engine
         self.alerts = alerts
         if calendar is None and alerts is not None:
@@ -44,12 +59,48 @@ class Hub:
         self.stores = _stores_by_org(storage)
         self.tokens = TokenTable(tokens)
         self.metrics = HubMetrics()
+        self.catalog = Catalog(self)
+        own = getattr(engine, "storage", None)
+        #: rows the live engine wrote itself are in its memory: stores leave them out
+        self.live_writer = getattr(own, "writer_id", None)
+        self.live_widths = tuple(w for _, w in engine.resolutions) if engine is not None else ()
+        self.stream_interval = parse_duration(stream_interval)
+        self.redis_url = redis_url
+        self.redis = None
+        if redis_url:
+            import redis.asyncio
+
+            if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+                raise ValueError(f"redis_url must be redis://, rediss:// or unix://, got {redis_url!r}")
+            self.redis = redis.asyncio.Redis.from_url(redis_url, socket_timeout=2.0,
+                                                      socket_connect_timeout=2.0)
+        self.cache = ResponseCache(parse_duration(cache_ttl), self.metrics, self.redis,
+                                   redis_prefix)
+        self.limiter = None
+        if rate_limit:
+            from .ratelimit import RateLimiter
+
+            self.limiter = RateLimiter(rate_limit, self.metrics, self.redis, redis_prefix)
+        hub = self
+
+        async def limited(tenant: Tenant = Depends(self.tenant)) -> Tenant:
+            if hub.limiter is not None:
+                await hub.limiter.check(tenant.key)
+            return tenant
+
+        self.limited = limited
 
     # -- dependencies (FastAPI ``Depends``) ------------------------------------
-    def tenant(self, request: Request) -> Tenant:
-        """The tenant of a request (401 JSON for a missing or unknown token)."""
+    async def tenant(self, request: Request) -> Tenant:
+        """The tenant of a request (401 JSON for a missing or unknown token).  Async, like
+        every route here: FastAPI would run a sync dependency on a worker thread."""
         client = request.client.host if request.client else "unknown"
         return self.tokens.resolve(request.headers.get("authorization"), client)
+
+    async def aclose(self) -> None:
+        """Close the Redis connections (the app's shutdown calls it)."""
+        if self.redis is not None:
+            await self.redis.aclose()
 
     # -- time and health -----------------------------------------------------------
     def now(self) -> float:

@@ -39,6 +39,7 @@ class HubMetrics:
         self._latency: dict[str, list] = {}          # route -> [count, sum, Sketch]
         self.cache = {"hits": 0, "misses": 0, "coalesced": 0, "shared_hits": 0, "errors": 0}
         self.rate_limited = 0
+        self.rate_limit_errors = 0
         self.stream_clients = 0
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
@@ -60,6 +61,10 @@ class HubMetrics:
         with self._lock:
             self.rate_limited += 1
 
+    def count_limit_error(self) -> None:
+        with self._lock:
+            self.rate_limit_errors += 1
+
     def cache_hit_ratio(self) -> float:
         """Hits (own and shared) over lookups; 0 before the first lookup."""
         with self._lock:
@@ -71,7 +76,8 @@ class HubMetrics:
         """Plain numbers, for tests and the JSON stats."""
         with self._lock:
             return {"requests": sum(self._requests.values()), "cache": dict(self.cache),
-                    "rate_limited": self.rate_limited, "stream_clients": self.stream_clients}
+                    "rate_limited": self.rate_limited,
+                    "rate_limit_errors": self.rate_limit_errors, "stream_clients": self.stream_clients}
 
     def families(self) -> list[Family]:
         """The families ``/metrics`` exposes, sorted by name within each."""
@@ -102,6 +108,10 @@ class HubMetrics:
                              "Requests answered 429 by the rate limit")
             limited.samples.append(("wedmetrics_hub_rate_limited_total", {},
                                     float(self.rate_limited)))
+            limit_errors = Family("wedmetrics_hub_rate_limit_errors", "counter",
+                                  "Rate-limit checks whose shared storage failed (let through)")
+            limit_errors.samples.append(("wedmetrics_hub_rate_limit_errors_total", {},
+                                         float(self.rate_limit_errors)))
             streams = Family("wedmetrics_hub_stream_clients", "gauge",
                              "Server-sent event streams open now")
             streams.samples.append(("wedmetrics_hub_stream_clients", {},
@@ -109,4 +119,4 @@ class HubMetrics:
         ratio = Family("wedmetrics_hub_cache_hit_ratio", "gauge",
                        "Cache hits over lookups since start")
         ratio.samples.append(("wedmetrics_hub_cache_hit_ratio", {}, self.cache_hit_ratio()))
-        return [cache, ratio, limited, latency, requests, streams]
+        return [cache, ratio, limit_errors, limited, latency, requests, streams]
