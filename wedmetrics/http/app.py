@@ -31,6 +31,7 @@ ROUTERS: tuple[str, ...] = (
     "alerts_api",
     "stream",
     "metrics",
+    "page",
 )
 
 #: ``/api/v1/metrics/...`` answers as ``/api/metrics/...`` (kept out of the schema)

@@ -101,7 +101,9 @@
     if (finite.length === 0) { line.setAttribute("points", ""); return; }
     let lo = Math.min.apply(null, finite), hi = Math.max.apply(null, finite);
     if (hi - lo < 1e-12) { lo -= 1; hi += 1; }
-    const step = 130 / Math.max(1, HISTORY - 1);
+    // a short history is spread over a quarter of the history's width at least,
+    // then the line grows leftwards to the full width
+    const step = 130 / Math.max(1, Math.min(HISTORY, Math.max(values.length, HISTORY / 4)) - 1);
     const x0 = 130 - step * (values.length - 1);
     const pts = [];
     values.forEach((v, i) => {
@@ -166,11 +168,14 @@
       }
       body.appendChild(e.row);        // appending in order keeps the rows sorted
       const s = e.last;
+      // a counter's points are increments: its rate says it all, percentiles would mislead
+      const counter = e.kind === "counter";
       for (const f of ["count", "rate", "p50", "p95", "p99"]) {
-        e.row.querySelector('[data-field="' + f + '"]').textContent = f === "count" ? s.count.toLocaleString() : fmt(s[f]);
+        const text = f === "count" ? s.count.toLocaleString() : (counter && f[0] === "p") ? "" : fmt(s[f]);
+        e.row.querySelector('[data-field="' + f + '"]').textContent = text;
       }
       drawSpark(e.rateSpark, e.history.map((h) => h[0]));
-      drawSpark(e.p95Spark, e.history.map((h) => h[1]));
+      drawSpark(e.p95Spark, counter ? [] : e.history.map((h) => h[1]));
     });
     $("series-count").textContent = String(entries.length);
   }
