@@ -3,6 +3,8 @@
 An operator (or any caller of a hub without tokens) sees every series and the
 hub's own request, cache and rate-limit metrics; a tenant's token sees only the
 series of its org (``org_id`` label) and of its weddings (``wedding_id``).
+Scrapes are authenticated but not rate limited: a scraper is expected to
+come back every interval.
 The rendering is :mod:`wedmetrics.http.exposition`, shared with the
 standalone :func:`~wedmetrics.http.metrics_app`.
 """
@@ -15,7 +17,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
 from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
-from .tenancy import ORG_LABEL, WEDDING_LABEL, Tenant
+from .tenancy import Tenant
 
 __all__ = ["router"]
 
@@ -47,13 +49,5 @@ def router(hub) -> APIRouter:
 
 
 def _tenant_filter(hub, tenant: Tenant):
-    weddings = set()
-    if hub.calendar is not None:
-        weddings = {w.id for w in hub.calendar.by_org(tenant.org)}
-
-    def visible(handle) -> bool:
-        labels = handle.labels
-        return (labels.get(ORG_LABEL) == tenant.org
-                or labels.get(WEDDING_LABEL) in weddings)
-
-    return visible
+    # the same rule as every other route: the catalog's
+    return lambda handle: hub.catalog.labels_visible(tenant, handle.labels)
