@@ -510,6 +510,33 @@ def _duration_text(seconds: float) -> str:
 
 
 # -- standalone apps ------------------------------------------------------------------
+async def off_loop(fn):
+    """``fn()`` on a thread of its own, awaited: a scrape of many series must not
+    hold the event loop, and a thread that ends with its scrape leaves nothing
+    behind when the server stops (pooled executors keep idle threads alive)."""
+    loop = asyncio.get_running_loop()
+    done = loop.create_future()
+
+    def settle(error, value) -> None:
+        if done.cancelled():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(value)
+
+    def run() -> None:
+        try:
+            value = fn()
+        except BaseException as exc:  # handed to the awaiting coroutine, raised there
+            loop.call_soon_threadsafe(settle, exc, None)
+        else:
+            loop.call_soon_threadsafe(settle, None, value)
+
+    threading.Thread(target=run, name="wedmetrics-exposition", daemon=True).start()
+    return await done
+
+
 def _wants_gzip(accept_encoding: str | None) -> bool:
     return bool(accept_encoding) and "gzip" in accept_encoding.lower()
 
@@ -538,7 +565,7 @@ def metrics_app(engine, **options):
     (``starlette_app.mount("/metrics", metrics_app(engine))``), like
     prometheus_client's ``make_asgi_app``.  ``options`` go to
     :class:`Exposition` (``window``, ``quantiles``, ``cache_ttl``...).
-    Rendering runs in a worker thread, so the event loop keeps serving.
+    Rendering runs on a thread of its own, so the event loop keeps serving.
     """
     exposition = options.pop("exposition", None) or Exposition(engine, **options)
 
@@ -561,9 +588,8 @@ def metrics_app(engine, **options):
                    for k, v in scope.get("headers", ())}
         query = scope.get("query_string", b"").decode("latin-1")
         try:
-            body, out = await asyncio.get_running_loop().run_in_executor(
-                None, _body_for, exposition, headers.get("accept"),
-                headers.get("accept-encoding"), query)
+            body, out = await off_loop(lambda: _body_for(
+                exposition, headers.get("accept"), headers.get("accept-encoding"), query))
         except ValueError as exc:       # a bad ?format=
             await _plain(send, 400, f"{exc}\n".encode())
             return

@@ -10,13 +10,13 @@ standalone :func:`~wedmetrics.http.metrics_app`.
 """
 from __future__ import annotations
 
+import functools
 from typing import Literal, Optional
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 
-from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition
+from .exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE, Exposition, off_loop
 from .tenancy import Tenant
 
 __all__ = ["router"]
@@ -38,11 +38,12 @@ def router(hub) -> APIRouter:
                           None, description="Overrides the Accept header")) -> Response:
         accept = request.headers.get("accept")
         if tenant.operator:
-            body, ctype = await run_in_threadpool(hub.exposition.render, accept, format=format)
+            render = functools.partial(hub.exposition.render, accept, format=format)
         else:
-            body, ctype = await run_in_threadpool(
-                hub.exposition.render, accept, format=format,
-                select=_tenant_filter(hub, tenant), cache_key=tenant.org, include_extra=False)
+            render = functools.partial(hub.exposition.render, accept, format=format,
+                                       select=_tenant_filter(hub, tenant), cache_key=tenant.org,
+                                       include_extra=False)
+        body, ctype = await off_loop(render)     # 10,000 series must not hold the loop
         return Response(body, media_type=ctype, headers={"Cache-Control": "no-store"})
 
     return api
