@@ -377,22 +377,32 @@ class TimescaleBackend:
 
     # -- series ids ------------------------------------------------------------
     def _series_ids(self, conn, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+        """Ids of ``keys``, inserting the missing series in their own transaction.
+
+        The ids are cached only once that transaction has committed: a
+        connection lost before COMMIT must not leave ids that name no series
+        row, or the retry would store buckets no reader can find.
+        """
         missing = list({k for k in keys if k not in self._ids})
         if missing:
-            digests = [key_digest(k) for k in missing]
-            conn.execute(self._q(
-                "INSERT INTO {s}.wm_series (org_id, digest, name, labels, kind) "
-                "SELECT %s, d, n, l, k FROM unnest(%s::bytea[], %s::text[], %s::text[], "
-                "%s::text[]) AS u(d, n, l, k) ON CONFLICT (org_id, digest) DO NOTHING"),
-                (self.org_id, digests, [k.name for k in missing],
-                 [labels_text(k.labels) for k in missing], [k.kind for k in missing]))
-            rows = conn.execute(self._q(
-                "SELECT digest, series_id FROM {s}.wm_series "
-                "WHERE org_id = %s AND digest = ANY(%s)"), (self.org_id, digests)).fetchall()
-            by_digest = {bytes(d): sid for d, sid in rows}
-            for key, d in zip(missing, digests):
-                self._ids[key] = by_digest[d]
+            with conn.transaction():
+                fresh = self._insert_series(conn, missing)
+            self._ids.update(fresh)
         return self._ids
+
+    def _insert_series(self, conn, missing: list[SeriesKey]) -> dict[SeriesKey, int]:
+        digests = [key_digest(k) for k in missing]
+        conn.execute(self._q(
+            "INSERT INTO {s}.wm_series (org_id, digest, name, labels, kind) "
+            "SELECT %s, d, n, l, k FROM unnest(%s::bytea[], %s::text[], %s::text[], "
+            "%s::text[]) AS u(d, n, l, k) ON CONFLICT (org_id, digest) DO NOTHING"),
+            (self.org_id, digests, [k.name for k in missing],
+             [labels_text(k.labels) for k in missing], [k.kind for k in missing]))
+        rows = conn.execute(self._q(
+            "SELECT digest, series_id FROM {s}.wm_series "
+            "WHERE org_id = %s AND digest = ANY(%s)"), (self.org_id, digests)).fetchall()
+        by_digest = {bytes(d): sid for d, sid in rows}
+        return {key: by_digest[d] for key, d in zip(missing, digests)}
 
     def _lookup(self, conn, key: SeriesKey) -> int | None:
         sid = self._ids.get(key)
@@ -413,8 +423,7 @@ class TimescaleBackend:
         return self._run(lambda conn: self._write(conn, batch))
 
     def _write(self, conn, batch: BucketBatch) -> int:
-        with conn.transaction():
-            known = self._series_ids(conn, batch.keys.values())
+        known = self._series_ids(conn, batch.keys.values())
         sids = backend_series_ids(batch, known)
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
