@@ -49,7 +49,7 @@ from wedmetrics.clock import parse_duration
 from .detectors import default_detector_config, detect
 from .engine import fingerprint
 from .evaluation import FIRING, INACTIVE, PENDING, RESOLVED, StateTable, step
-from .loading import load_rules
+from .loading import load_rules, rule_from_dict
 from .rules import AlertRule, AnomalyRule, ThresholdRule
 from .scoring import nab_score, score_events
 
@@ -301,7 +301,7 @@ def _rules(rules: Any, step_s: float, metrics: Iterable[str]) -> list[AlertRule]
         return list(load_rules(rules))
     if isinstance(rules, (AlertRule, Mapping)):
         rules = [rules]
-    return [AlertRule.model_validate(dict(r)) if isinstance(r, Mapping) else r for r in rules]
+    return [rule_from_dict(r) if isinstance(r, Mapping) else r for r in rules]
 
 
 # -- the two replays -----------------------------------------------------------

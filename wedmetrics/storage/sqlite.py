@@ -10,8 +10,8 @@ from typing import Callable, Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, backend_series_ids, batch_from_rows, check_batch,
-                   check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
+from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
+                   batch_from_rows, check_batch, check_org_id, check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
                    merge_rows, parse_retention, state_json)
 
 __all__ = ["SQLiteBackend", "SCHEMA_VERSION"]
@@ -159,10 +159,8 @@ class SQLiteBackend:
 
     def __init__(self, path, org_id: str = "default", retention: dict | None = None,
                  timeout: float = 10.0, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
+        self.org_id = check_org_id(org_id)
         self.path = str(path)
-        self.org_id = org_id
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._lock = threading.RLock()
@@ -214,9 +212,13 @@ class SQLiteBackend:
         if not len(batch):
             return 0
         with self._lock:
-            with self._tx():
-                fresh = self._series_ids(batch.keys.values())
-                written = self._insert_buckets(batch, {**self._ids, **fresh})
+            try:
+                with self._tx():
+                    fresh = self._series_ids(batch.keys.values())
+                    written = self._insert_buckets(batch, {**self._ids, **fresh})
+            except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+                # "string or blob too big" and the like: the same rows fail every time
+                raise PermanentWriteError(f"SQLite refused the batch: {exc}") from exc
             self._ids.update(fresh)      # committed: now the ids name stored series
             return written
 

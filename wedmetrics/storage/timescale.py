@@ -34,9 +34,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, backend_series_ids, batch_from_rows, check_batch,
-                   check_text, check_writer_id, key_digest, labels_from_text, labels_match,
-                   labels_text, merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
+                   batch_from_rows, check_batch, check_org_id, check_text, check_writer_id,
+                   key_digest, labels_from_text, labels_match, labels_text, merge_rows,
+                   parse_retention, state_json)
 
 __all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
 
@@ -116,9 +117,7 @@ class TimescaleBackend:
                  layout: str = "auto", retention: dict | None = None,
                  compress_after: str = "7 days", rollup_width=60.0,
                  connect_timeout: float = 5.0, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
-        check_text("org_id", org_id)
+        check_org_id(org_id)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
@@ -420,7 +419,14 @@ class TimescaleBackend:
         check_batch(batch)
         if not len(batch):
             return 0
-        return self._run(lambda conn: self._write(conn, batch))
+        try:
+            return self._run(lambda conn: self._write(conn, batch))
+        except (psycopg.DataError, psycopg.IntegrityError,
+                psycopg.errors.ProgramLimitExceeded) as exc:
+            # SQLSTATE classes 22, 23 and 54 (a timestamp out of range, a
+            # value too long): the same rows fail every time, however often retried
+            raise PermanentWriteError(f"PostgreSQL refused the batch ({exc.sqlstate}): "
+                                      f"{str(exc).strip()[:300]}") from exc
 
     def _write(self, conn, batch: BucketBatch) -> int:
         known = self._series_ids(conn, batch.keys.values())
