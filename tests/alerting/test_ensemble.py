@@ -32,7 +32,7 @@ def test_conformal_rank_is_the_log_p_value_over_the_last_scores(scores, size):
     for t, s in enumerate(scores):
         past = scores[max(0, t - size):t]
         expected = 0.0 if not past else \
-            -math.log((1 + sum(p >= s for p in past)) / (len(past) + 1)) / math.log(size + 1)
+            math.log((len(past) + 1) / (1 + sum(p >= s for p in past))) / math.log(size + 1)
         assert rank.update(s) == pytest.approx(expected, abs=1e-12)
 
 

@@ -276,7 +276,7 @@ def conformal_surprise(scores, calibration):
         s = scores[i]
         if k > 0:
             at_least = k - np.searchsorted(srt[:k], s, side="left")
-            out[i] = -np.log((1.0 + at_least) / (k + 1.0)) / log_size
+            out[i] = np.log((k + 1.0) / (1.0 + at_least)) / log_size
         if k == calibration:
             _remove_sorted(srt, k, ring[head])
             k -= 1

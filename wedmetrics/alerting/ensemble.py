@@ -56,8 +56,9 @@ class EnsembleDetector:
     ...                      averaging=1, learning=100)
     >>> det = EnsembleDetector(cfg)
     >>> quiet = [det.update(math.sin(i / 5.0)) for i in range(400)]
-    >>> any(d.anomalous for d in quiet[300:]), det.update(9.0).anomalous
-    (False, True)
+    >>> spike = det.update(9.0)
+    >>> spike.anomalous, spike.score >= 5.0
+    (True, True)
     """
 
     def __init__(self, config: "DetectorConfig") -> None:

@@ -57,7 +57,7 @@ class ConformalRank:
         surprise = 0.0
         if k:
             at_least = k - bisect_left(srt, score)
-            surprise = -math.log((1.0 + at_least) / (k + 1.0)) / self._log
+            surprise = math.log((k + 1.0) / (1.0 + at_least)) / self._log
         if k == self._size:
             old = self._ring[self._head]
             del srt[bisect_left(srt, old)]
