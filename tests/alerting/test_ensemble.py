@@ -72,18 +72,18 @@ def test_ensemble_flags_a_spike_and_a_new_shape_and_rarely_a_steady_signal():
     base = np.sin(2 * np.pi * t / 50) + 0.05 * np.random.default_rng(2).normal(size=len(t))
     cfg = DetectorConfig(method="ensemble", threshold=5.0, calibration=1000, knn_history=100,
                          likelihood_window=2000)
-    quiet = det.detect(base, cfg, use_numba=False)
+    quiet = det.detect(base, cfg)
     # ranks of pure noise are uniform: a few chance records, no storm
     assert det.alert_onsets(quiet.anomalous[1000:], 1, 100).sum() <= 4
     spiked = base.copy()
     spiked[1500] += 8.0
-    flagged = det.detect(spiked, cfg, use_numba=False).anomalous
+    flagged = det.detect(spiked, cfg).anomalous
     assert flagged[1500:1506].any() and not quiet.anomalous[1500:1506].any()
     # the same range, a new shape: the knn scorer sees the change
     reshaped = base.copy()
     reshaped[1500:1600] = np.sin(2 * np.pi * t[1500:1600] / 7)
     knn_only = DetectorConfig(**{**cfg.to_dict(), "scorers": ("knn",)})
-    assert det.detect(reshaped, knn_only, use_numba=False).anomalous[1500:1600].any()
+    assert det.detect(reshaped, knn_only).anomalous[1500:1600].any()
 
 
 def test_ensemble_score_is_the_largest_nines_of_its_scorers():
