@@ -35,7 +35,8 @@
 #define WM_REC_BAD_TS 3
 #define WM_REC_UNKNOWN_SERIES 4
 #define WM_REC_NEGATIVE_INCREMENT 5
-#define WM_N_OUTCOMES 6
+#define WM_REC_CLOSED 6   /* recorded after wm_core_close */
+#define WM_N_OUTCOMES 7
 
 #define WM_MAX_LEVELS 16
 /* Bucket indices beyond +-2^52 are refused (BAD_TS) and horizons clamped
@@ -91,6 +92,9 @@ int64_t wm_core_n_series(const wm_core *c);
 
 /* One point; counts the outcome.  Returns the outcome code, or WM_ENOMEM. */
 int wm_core_record(wm_core *c, int64_t sid, double v, double ts);
+/* From now on wm_core_record refuses every point as WM_REC_CLOSED (the
+ * caller refuses batches itself); reads keep working. */
+void wm_core_close(wm_core *c);
 /* Parallel arrays; counts[0..4] get the outcomes (also added to the core's).
  * Returns WM_OK or WM_ENOMEM (then the points before the failure are in). */
 int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,
@@ -136,6 +140,15 @@ typedef struct {
 /* Hands the outbox over (caller frees it with wm_outbox_free) and starts a new one. */
 void wm_core_take_outbox(wm_core *c, wm_outbox *out);
 void wm_outbox_free(wm_outbox *o);
+
+/* Restart: put back a bucket an earlier run stored, as closed and already
+ * stored (it does not enter the outbox), so that the open coarse bucket above
+ * it resumes its content.  Call coarse levels first, oldest first, before any
+ * point of the series; a parent this completes closes as usual.  Returns
+ * WM_OK, WM_ENOMEM, or WM_EORDER (bad id, level or empty sketch, or not
+ * newer than what the level holds). */
+#define WM_EORDER (-3)
+int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk);
 
 int64_t wm_core_memory_bytes(const wm_core *c);
 /* Where the bytes are (for tests and tuning): series blocks, open buckets,

@@ -135,6 +135,8 @@ def test_always_on_alert_scores_one_event():
     m = res.metrics["overall"]
     assert m["firing_rows"] == 200 and m["notifications"] == 1
     assert m["windows_detected"] == 1
+    # NAB scores every firing row: each scored row outside the window is a false positive
+    assert round(m["nab_standard"], 1) == -761.9
 
 
 def test_bad_input_is_named():
