@@ -18,17 +18,21 @@ __all__ = ["realtime", "series_stats", "visible_alerts", "alert_model", "alert_v
 MAX_SERIES = 10_000
 
 
-def series_stats(hub, ref, seconds: float, now: float) -> SeriesStats:
-    w = hub.catalog.window(ref, seconds, now)
-    per = w.sum if ref.kind == "counter" else w.count
-    empty = not w.count
-    return SeriesStats(
-        name=ref.name, labels=ref.labels, kind=ref.kind, count=w.count,
-        rate=per / seconds if seconds > 0 else 0.0,
-        mean=None if empty else finite(w.mean), min=None if empty else finite(w.min),
-        max=None if empty else finite(w.max), p50=None if empty else finite(w.p50),
-        p95=None if empty else finite(w.p95), p99=None if empty else finite(w.p99),
-        alpha=None if empty else finite(w.alpha))
+def series_stats(hub, refs, seconds: float, now: float) -> list[SeriesStats]:
+    """Window statistics of every ref (one batch read of the live engine)."""
+    out = []
+    for ref, (count, total, lo, hi, p50, p95, p99, alpha) in zip(
+            refs, hub.catalog.windows(refs, seconds, now)):
+        per = total if ref.kind == "counter" else count
+        if count:
+            stats = dict(mean=finite(total / count), min=finite(lo), max=finite(hi),
+                         p50=finite(p50), p95=finite(p95), p99=finite(p99), alpha=finite(alpha))
+        else:
+            stats = dict.fromkeys(("mean", "min", "max", "p50", "p95", "p99", "alpha"))
+        # built from our own numbers: construct without re-validating each field
+        out.append(SeriesStats.model_construct(name=ref.name, labels=ref.labels, kind=ref.kind,
+                                               count=count, rate=per / seconds, **stats))
+    return out
 
 
 def realtime(hub, tenant: Tenant, name: str | None, matchers, seconds: float,
@@ -45,7 +49,7 @@ def realtime(hub, tenant: Tenant, name: str | None, matchers, seconds: float,
         engine = EngineStats(accepted=st["accepted"], dropped=st["dropped"],
                              series=st["series"], memory_bytes=st["memory_bytes"])
     return RealTime(now=now, window=seconds, truncated=truncated, engine=engine,
-                    series=[series_stats(hub, r, seconds, now) for r in refs])
+                    series=series_stats(hub, refs, seconds, now))
 
 
 def alert_visible(hub, tenant: Tenant, labels: dict, wedding_id: str | None = None) -> bool:
