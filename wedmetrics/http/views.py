@@ -5,8 +5,9 @@ answer with exactly what ``/real-time`` and ``/alerts`` would.
 """
 from __future__ import annotations
 
-import json
 from urllib.parse import parse_qsl
+
+import pydantic_core
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -94,8 +95,7 @@ def visible_alerts(hub, tenant: Tenant, wedding_id: str | None = None) -> list[A
 def to_json(answer) -> bytes:
     """A model or a plain JSON object (already without NaN) as UTF-8 JSON."""
     if isinstance(answer, dict):
-        return json.dumps(answer, separators=(",", ":"), allow_nan=False,
-                          ensure_ascii=False).encode("utf-8")
+        return pydantic_core.to_json(answer)     # pydantic's own serializer: several times json's speed
     return answer.model_dump_json().encode("utf-8")
 
 
