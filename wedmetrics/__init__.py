@@ -18,8 +18,8 @@ from .aggregation import AggregationEngine, Columns, WindowStats
 from .buckets import BucketBatch, SeriesKey
 from .clock import Clock, ManualClock, WallClock, parse_duration
 from .engine import IngestResult, MetricsEngine, SeriesHandle
-from .errors import (CardinalityError, InvalidPointError, LatePointError, UnknownSeriesError,
-                     WedmetricsError)
+from .errors import (CardinalityError, EngineClosedError, InvalidPointError, LatePointError,
+                     UnknownSeriesError, WedmetricsError)
 
 __version__ = "0.1.0"
 
@@ -102,5 +102,5 @@ __all__ = [
     "HAVE_COMPILED", "Sketch", "AggregationEngine", "Columns", "WindowStats", "BucketBatch",
     "SeriesKey", "Clock", "ManualClock", "WallClock", "parse_duration", "IngestResult",
     "MetricsEngine", "SeriesHandle", "CardinalityError", "InvalidPointError", "LatePointError",
-    "UnknownSeriesError", "WedmetricsError", *_LAZY,
+    "UnknownSeriesError", "WedmetricsError", "EngineClosedError", *_LAZY,
 ]
