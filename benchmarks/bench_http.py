@@ -1,8 +1,19 @@
-"""The hub under load: ``/api/metrics/real-time`` against Prometheus, and the record path.
+"""The hub's HTTP face under load: ``/metrics`` against prometheus_client,
+``/api/metrics/real-time`` against Prometheus, and the record path, each in the same run.
 
-Run: ``python -m pytest benchmarks/bench_http.py -s -p no:cacheprovider -k real_time``
+Run: ``python -m pytest benchmarks/bench_http.py --benchmark-only -s -p no:cacheprovider``
 (``-s`` prints the figures; ``WEDMETRICS_BENCH_JSON=path`` also writes them as JSON;
 ``WEDMETRICS_BENCH_HTTP_SECONDS`` sets each load run's length, default 10).
+
+``/metrics`` for 10,000 series (one metric, two labels, five minutes of
+traffic at a point per series per second): the exposition renders a summary
+per series (p50/p95/p99 over the last 5 minutes from the engine's sketches,
+cumulative ``_count``/``_sum``).  The peers are prometheus_client's own
+strongest idiom, ``generate_latest(registry)`` over a ``CollectorRegistry``
+holding the same 10,000 label sets as ``Histogram`` children (default 15
+buckets) and as ``Summary`` children (count and sum only: that client keeps
+no quantiles).  All three are timed in interleaved rounds, so the machine's
+load weighs on each alike; medians are compared.
 
 * ``/api/metrics/real-time?name=api.latency&window=5m``: 100 series, five minutes of
   traffic (100,000 points), 500 concurrent connections from ``wrk`` (Debian's, 2 threads,
@@ -25,6 +36,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -35,10 +47,90 @@ import numpy as np
 import pytest
 
 import wedmetrics as wm
+from wedmetrics.http.exposition import Exposition
 
-from figures import report
+from figures import FIGURES, report
 
-N_SERIES = 100
+T0 = 1_781_000_000.0
+N_SERIES = 10_000
+
+
+def _engine_with_traffic(seconds: int = 300):
+    clock = wm.ManualClock(T0)
+    engine = wm.MetricsEngine(clock=clock)
+    handles = [engine.series("api.latency", {"route": f"/r{i}", "code": "200"})
+               for i in range(N_SERIES)]
+    ids = np.array([h.id for h in handles], dtype=np.int64)
+    rng = np.random.default_rng(3)
+    for k in range(seconds):
+        engine.record_many(ids, np.full(N_SERIES, T0 + k + 0.5), rng.lognormal(-2, 0.5, N_SERIES))
+    clock.set(T0 + seconds)
+    return clock, engine, ids, rng
+
+
+def _prometheus_client_registry(kind: str):
+    from prometheus_client import CollectorRegistry, Histogram, Summary
+
+    registry = CollectorRegistry()
+    cls = Histogram if kind == "histogram" else Summary
+    metric = cls("api_latency", "API latency", ["route", "code"], registry=registry)
+    rng = np.random.default_rng(3)
+    for i in range(N_SERIES):
+        child = metric.labels(f"/r{i}", "200")
+        for v in rng.lognormal(-2, 0.5, 5).tolist():
+            child.observe(v)
+    return registry
+
+
+def test_metrics_exposition_10k_series_vs_prometheus_client(benchmark):
+    from prometheus_client import generate_latest
+
+    clock, engine, ids, rng = _engine_with_traffic()
+    exposition = Exposition(engine)
+    first = time.perf_counter()
+    body, _ = exposition.render()
+    first_ms = (time.perf_counter() - first) * 1e3
+    assert body.count(b"\napi_latency_count{") == N_SERIES
+    histograms = _prometheus_client_registry("histogram")
+    summaries = _prometheus_client_registry("summary")
+    assert generate_latest(histograms).count(b"api_latency_count{") == N_SERIES
+
+    def next_second():
+        # live: a second of traffic lands between scrapes and the windows move
+        now = clock.now()
+        engine.record_many(ids, np.full(N_SERIES, now + 0.5), rng.lognormal(-2, 0.5, N_SERIES))
+        clock.set(now + 1.0)
+
+    ours, hist, summ = [], [], []
+    for _ in range(7):
+        next_second()
+        t = time.perf_counter()
+        exposition.render()
+        ours.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        generate_latest(histograms)
+        hist.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        generate_latest(summaries)
+        summ.append(time.perf_counter() - t)
+    benchmark.pedantic(exposition.render, setup=lambda: next_second() and None, rounds=5,
+                       iterations=1, warmup_rounds=0)
+    ours_ms = statistics.median(ours + [benchmark.stats.stats.median]) * 1e3
+    hist_ms = statistics.median(hist) * 1e3
+    summ_ms = statistics.median(summ) * 1e3
+    report("metrics_10k_series", wedmetrics_ms=ours_ms, first_scrape_ms=first_ms,
+           prometheus_client_histograms_ms=hist_ms, prometheus_client_summaries_ms=summ_ms,
+           vs_histograms=hist_ms / ours_ms, vs_summaries=summ_ms / ours_ms,
+           body_bytes=len(body), compiled=wm.HAVE_COMPILED)
+    benchmark.extra_info.update(FIGURES["metrics_10k_series"])
+    if wm.HAVE_COMPILED:
+        assert hist_ms / ours_ms >= 10.0
+        assert summ_ms / ours_ms > 1.0
+    engine.close()
+
+
+# -- /api/metrics/real-time and the record path ------------------------------------------
+RT_SERIES = 100
 POINTS = 100_000
 CONNECTIONS = 500
 SECONDS = float(os.environ.get("WEDMETRICS_BENCH_HTTP_SECONDS", "10"))
@@ -57,8 +149,8 @@ def _traffic(now: float):
     """(series index, ts, value) of five minutes of latency traffic, in time order."""
     rng = np.random.default_rng(7)
     ts = np.sort(rng.uniform(now - 299.0, now, POINTS))
-    series = rng.integers(0, N_SERIES, POINTS)
-    values = rng.lognormal(-2.0, 0.6, POINTS) * (1 + series / N_SERIES)
+    series = rng.integers(0, RT_SERIES, POINTS)
+    values = rng.lognormal(-2.0, 0.6, POINTS) * (1 + series / RT_SERIES)
     return series, ts, values
 
 
@@ -66,7 +158,7 @@ def _engine(now: float, series, ts, values):
     # a clock held at `now`: the hub answers over the same points as Prometheus at `time`
     engine = wm.MetricsEngine(clock=wm.ManualClock(now - 300.0))
     ids = np.array([engine.series("api.latency", {"route": f"/r{i}"}).id
-                    for i in range(N_SERIES)], dtype=np.int64)
+                    for i in range(RT_SERIES)], dtype=np.int64)
     result = engine.record_many(ids[series], ts, values)
     assert result.accepted == POINTS
     engine.clock.set(now)
@@ -103,7 +195,7 @@ class _Prometheus:
         with open(text, "w") as f:
             f.write("# HELP api_latency_seconds API latency\n# TYPE api_latency_seconds histogram\n")
             scrapes = np.arange(self.end - 330.0, self.end + 0.1, SCRAPE)
-            for i in range(N_SERIES):
+            for i in range(RT_SERIES):
                 mine = series == i
                 t_i, v_i = ts[mine], values[mine]
                 for t in scrapes:
@@ -181,11 +273,11 @@ def scene():
 
 def test_real_time_under_500_connections_vs_prometheus(scene):
     body = httpx.get(scene["cached"]).json()
-    assert len(body["series"]) == N_SERIES and sum(s["count"] for s in body["series"]) == POINTS
+    assert len(body["series"]) == RT_SERIES and sum(s["count"] for s in body["series"]) == POINTS
     prom = scene["prometheus"]
     if prom is not None:
         answer = httpx.get(prom.query_url()).json()
-        assert answer["status"] == "success" and len(answer["data"]["result"]) == N_SERIES
+        assert answer["status"] == "success" and len(answer["data"]["result"]) == RT_SERIES
     metrics = scene["cached_app"].state.wedmetrics_hub.metrics
     before = dict(metrics.snapshot()["cache"])
     cached = _wrk(scene["cached"])
@@ -240,7 +332,7 @@ def _stored_traffic(path: str, now: float, series, ts, values) -> None:
     clock = wm.ManualClock(now - 300.0)
     engine = wm.MetricsEngine(clock=clock, storage=wm.SQLiteBackend(path))
     ids = np.array([engine.series("api.latency", {"route": f"/r{i}"}).id
-                    for i in range(N_SERIES)], dtype=np.int64)
+                    for i in range(RT_SERIES)], dtype=np.int64)
     engine.record_many(ids[series], ts, values)
     clock.set(now)
     engine.close()
