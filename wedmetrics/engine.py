@@ -393,7 +393,8 @@ class MetricsEngine:
 
     def buckets(self, target, resolution="1m", start=None, end=None,
                 labels: dict | None = None) -> Columns:
-        """Columns of the buckets of ``resolution`` starting in ``[start, end)``."""
+        """Columns of the buckets of ``resolution`` that overlap ``[start, end)``
+        (the first may begin before ``start``)."""
         self._tick()
         return self.aggregation.buckets(target, resolution, start, end, labels)
 

@@ -43,7 +43,8 @@ class Flusher:
         the database is down.
     overflow : {"drop_oldest", "drop_newest", "block"}
         What happens beyond capacity.  ``drop_oldest``/``drop_newest``
-        discard rows, counted in ``stats()["dropped"]["overflow"]`` and
+        discard rows, counted in ``stats()["dropped"]["overflow"]`` (the engine's
+        ``stats()["storage"]["dropped"]["overflow"]``) and
         logged; ``block`` stops pulling, so closed buckets wait in the
         engine (nothing is dropped, the engine's memory grows instead).
     batch_rows : int
@@ -235,8 +236,11 @@ class Flusher:
                                 "in %.3gs", len(chunk), exc, delay)
                     return False
                 with self._lock:
+                    # the write is idempotent, so after it every row of the chunk
+                    # is stored, also those an earlier attempt committed before
+                    # failing: ``new`` counts only the rows inserted this time
                     self._failures = 0
-                    self._stats["written"] += int(new)
+                    self._stats["written"] += len(chunk)
                     self._stats["duplicates"] += len(chunk) - int(new)
                     self._stats["batches"] += 1
 
@@ -308,8 +312,17 @@ class Flusher:
         return self.stats()
 
     def stats(self) -> dict:
-        """``written``, ``duplicates``, ``retried``, ``batches``, ``buffered``,
-        ``dropped`` by reason, ``source_errors`` and ``last_error``."""
+        """Counts of bucket rows, the engine's ``stats()["storage"]``.
+
+        ``written``: rows in the store after a successful write (each row
+        once, however many attempts it took); ``duplicates``: of those, rows
+        the store already held under this writer's key (an earlier attempt
+        that committed before it failed, or a bucket this writer id stored
+        before, whose first row is kept); ``retried``: failed attempts;
+        ``batches``, ``buffered``; ``dropped`` by reason (``overflow``,
+        ``invalid_key``, ``invalid_batch``, ``rejected``, ``close_timeout``);
+        ``source_errors`` and ``last_error``.
+        """
         with self._lock:
             out = dict(self._stats)
             out["dropped"] = dict(self._stats["dropped"])
