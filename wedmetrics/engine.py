@@ -62,6 +62,17 @@ class MetricsEngine:
         Cap on label sets per metric name and what happens beyond it
         (``"raise"`` a :class:`~wedmetrics.errors.CardinalityError`, or
         ``"drop"``: counted, the point is ignored).
+    durability : {"store", "wal"}
+        ``"store"`` (default): what reached the store survives a crash, and a
+        restart resumes its open coarse buckets (docs/storage.md,
+        "Restarts").  ``"wal"``: every accepted point is also logged to
+        ``wal_dir`` before ``record`` returns and replayed at the next start,
+        so a ``kill -9`` loses no acknowledged point (needs ``storage``).
+    wal_dir : str or os.PathLike, optional
+        Directory of the write-ahead log (one live engine per directory).
+    wal_options : dict, optional
+        ``sync`` (``"none"`` or ``"interval"``), ``sync_interval`` (seconds),
+        ``segment_bytes``; see :class:`wedmetrics.wal.log.WriteAheadLog`.
     max_future : float or str, optional
         Points more than this ahead of the clock are refused as invalid
         timestamps.  Default: 5 minutes with the wall clock, unlimited

@@ -1,7 +1,7 @@
 """Type stubs of the compiled core (``_core.pyx``); C types in comments."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,7 +93,12 @@ class Core:
         npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64],
         npt.NDArray[np.float64], list[bytes]]: ...
     def restore(self, sid: int, level: int, idx: int, sketch: Sketch) -> None: ...
+    on_wal_full: Callable[[], None] | None
+    def set_wal(self, buffer: Any, pos: int = 0, salt: int = 0) -> None: ...   # writable buffer or None
+    def wal_state(self) -> tuple[int, float]: ...
     def memory_bytes(self) -> int: ...
+
+def wal_scan(data: Any, salt: int) -> tuple[int, bool]: ...
 
 class Handle:
     name: str
