@@ -11,6 +11,7 @@ from . import _kernels
 from .aggregation import AggregationEngine, Columns, WindowStats
 from .buckets import BucketBatch
 from .clock import Clock, WallClock, parse_duration
+from .feeds import ClosedFeeds
 from .errors import InvalidPointError, LatePointError, UnknownSeriesError
 from .series import SeriesRegistry
 
@@ -110,10 +111,15 @@ class MetricsEngine:
         self._lock = threading.Lock()
         self.storage = storage
         self._flusher = None
+        # every consumer of closed buckets (the flusher, exporters) takes them
+        # through its own feed, so none steals them from another
+        self._feeds = ClosedFeeds(self._drain_core)
+        self._primary_feed = None
         if storage is not None:
             from .storage.flusher import Flusher
 
             self._core.outbox_enabled = True
+            self._primary_feed = self._feeds.subscribe()
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
                                     **(flush_options or {}))
 
@@ -282,7 +288,25 @@ class MetricsEngine:
 
     # -- draining and stats ---------------------------------------------------
     def drain_closed(self) -> BucketBatch:
-        """Closed buckets not yet handed out (only collected with storage)."""
+        """Closed buckets not yet handed out to the primary consumer: the storage
+        flusher (buckets are only collected with storage or a :meth:`closed_feed`)."""
+        if self._primary_feed is None:
+            self._primary_feed = self._feeds.subscribe()
+        return self._primary_feed()
+
+    def closed_feed(self):
+        """A new, independent feed of closed buckets (what an exporter pulls).
+
+        Returns a function giving the buckets closed since its last call; every
+        feed, and :meth:`drain_closed`, receives every bucket drained after the
+        feed was made.  The batches are shared between feeds: read them, do not
+        modify them.  Call the function regularly: what it has not taken waits
+        in memory.
+        """
+        self._core.outbox_enabled = True
+        return self._feeds.subscribe()
+
+    def _drain_core(self) -> BucketBatch:
         self._tick()
         sid, level, idx, count, total, lo, hi, blobs = self._core.drain()
         widths = np.array([w for _, w in self.resolutions], dtype=np.float64)
