@@ -276,10 +276,19 @@ class MetricsEngine:
             self._core.advance(now)
 
     def history(self, target, resolution="1m", start=None, end=None) -> Columns:
-        """Buckets from storage merged with those still in memory."""
-        memory = self.buckets(target, resolution, start, end)
+        """Buckets from storage merged with those still in memory.
+
+        A metric name only storage knows (written by other processes of the
+        fleet, or an earlier run) is answered from storage alone.
+        """
         if self.storage is None:
-            return memory
+            return self.buckets(target, resolution, start, end)
+        try:
+            memory = self.buckets(target, resolution, start, end)
+        except UnknownSeriesError:
+            if not isinstance(target, str):
+                raise
+            memory = None
         from .storage.history import history_columns
 
         if self._flusher is not None:
