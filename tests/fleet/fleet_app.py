@@ -28,14 +28,30 @@ def _storage():
                                schema=os.environ["WM_FLEET_PG_SCHEMA"], layout="plain")
 
 
+class _LoggedHandle:
+    """A series handle that also appends each latency it records to the side log."""
+
+    __slots__ = ("handle", "fd", "prefix")
+
+    def __init__(self, handle, fd, prefix):
+        self.handle, self.fd, self.prefix = handle, fd, prefix
+
+    def record(self, seconds):
+        self.handle.record(seconds)
+        os.write(self.fd, f"{self.prefix} {seconds!r}\n".encode())
+
+
 class _LoggedRoutes(RouteLabels):
-    """The middleware's recorder, also appending each measured latency to the side log."""
+    """The middleware's handles, each wrapped to log what it records."""
 
-    __slots__ = ("fd",)
+    __slots__ = ("fd", "logged")
 
-    def record(self, method, route, status, seconds):
-        super().record(method, route, status, seconds)
-        os.write(self.fd, f"{route} {status} {seconds!r}\n".encode())
+    def handle(self, method, route, status):
+        key = (method, route, status)
+        if key not in self.logged:
+            self.logged[key] = _LoggedHandle(super().handle(method, route, status), self.fd,
+                                             f"{route} {status}")
+        return self.logged[key]
 
 
 engine = wm.MetricsEngine(storage=_storage(), lateness="1s", flush_interval=0.2)
@@ -65,6 +81,7 @@ app = wm.ASGIMetricsMiddleware(api, engine)
 _log = os.environ.get("WM_FLEET_SIDELOG")
 if _log:
     routes = _LoggedRoutes(engine)
+    routes.logged = {}
     routes.fd = os.open(os.path.join(_log, f"{os.getpid()}.log"),
                         os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.write(routes.fd, f"writer {engine.storage.writer_id}\n".encode())

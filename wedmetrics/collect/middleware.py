@@ -23,7 +23,7 @@ create series without bound.
 from __future__ import annotations
 
 import threading
-import time
+from time import perf_counter as _perf_counter
 from typing import Any, Callable, Iterable, Mapping
 
 __all__ = ["ASGIMetricsMiddleware", "WSGIMetricsMiddleware", "RouteLabels",
@@ -89,16 +89,14 @@ class RouteLabels:
             h.record(seconds)
 
 
-def _asgi_route(scope: dict, root_path: str) -> "str | None":
-    route = scope.get("route")
-    if route is None:
-        return None
+def _template(route: Any, root_path: str, inner_root_path: str) -> "str | None":
+    """The route template of a matched Starlette/FastAPI route, mount prefix included."""
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     if not isinstance(path, str):
         return None
     # a route inside a Mount knows only its own part of the path; the mount
     # prefix is what Starlette added to root_path on the way in
-    prefix = scope.get("root_path", "")[len(root_path):]
+    prefix = inner_root_path[len(root_path):]
     return prefix + path if prefix else path
 
 
@@ -125,13 +123,17 @@ class ASGIMetricsMiddleware:
                  labels: "Mapping[str, str] | None" = None, max_paths: int = 100) -> None:
         self.app = app
         self.routes = RouteLabels(engine, name, labels, max_paths)
+        # (id of the route, method, status, root path) -> (route, handle): a
+        # request of a known route costs one dict lookup, no string work
+        self._by_route: dict[tuple, Any] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
-        t0 = time.perf_counter()
+        root_path = scope.get("root_path", "")
+        t0 = _perf_counter()
 
         async def send_status(message: dict) -> None:
             nonlocal status
@@ -139,13 +141,33 @@ class ASGIMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        root_path = scope.get("root_path", "")
         try:
             await self.app(scope, receive, send_status)
         finally:
-            elapsed = time.perf_counter() - t0
-            route = _asgi_route(scope, root_path) or self.routes.fallback(scope.get("path", ""), status)
-            self.routes.record(scope.get("method", "GET"), route, status, elapsed)
+            elapsed = _perf_counter() - t0
+            route = scope.get("route")
+            # the server's root_path is the same for every request, so the
+            # inner one (grown by mounts) alone decides the mount prefix
+            key = (id(route), scope["method"], status, scope.get("root_path", ""))
+            entry = self._by_route.get(key)
+            if entry is not None and entry[0] is route:
+                entry[1].record(elapsed)
+            else:
+                h = self._resolve(route, key, root_path, scope.get("path", ""))
+                if h is not None:
+                    h.record(elapsed)
+
+    def _resolve(self, route: Any, key: tuple, root_path: str, path: str):
+        _, method, status, inner_root_path = key
+        template = _template(route, root_path, inner_root_path) if route is not None else None
+        if template is None:
+            return self.routes.handle(method, self.routes.fallback(path, status), status)
+        h = self.routes.handle(method, template, status)
+        if h is not None:
+            # keyed by id (routes need not be hashable); the entry keeps the
+            # route alive, so its id cannot be reused by another object
+            self._by_route[key] = (route, h)
+        return h
 
 
 class WSGIMetricsMiddleware:
@@ -166,7 +188,7 @@ class WSGIMetricsMiddleware:
         self.route_of = route_of
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
-        t0 = time.perf_counter()
+        t0 = _perf_counter()
         status = [500]
 
         def start(status_line: str, headers, exc_info=None):
@@ -181,7 +203,7 @@ class WSGIMetricsMiddleware:
         return _TimedBody(body, lambda: self._record(environ, status[0], t0))
 
     def _record(self, environ: dict, status: int, t0: float) -> None:
-        elapsed = time.perf_counter() - t0
+        elapsed = _perf_counter() - t0
         route = self.route_of(environ) if self.route_of is not None else None
         if route is None:
             route = self.routes.fallback(environ.get("PATH_INFO", ""), status)
