@@ -36,6 +36,8 @@ class MetricsEngine:
         :class:`~wedmetrics.ManualClock` for tests and replays.
     storage : StorageBackend, optional
         Where closed buckets go; a background flusher writes them in batches.
+        A new engine on an existing store knows its series at once (they
+        are registered at start, see docs/storage.md, "Restarts").
     resolutions : sequence of str or float
         Bucket widths, finest first, each a whole multiple of the previous.
     retention : dict, optional
@@ -122,6 +124,16 @@ class MetricsEngine:
             self._primary_feed = self._feeds.subscribe()
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
                                     **(flush_options or {}))
+        self._restart = self._start_from_storage() if storage is not None else None
+
+    def _start_from_storage(self) -> dict:
+        from .storage.resume import adopt_stored_series, resume_open_buckets
+
+        report = {"series": adopt_stored_series(self)}
+        report["resumed"] = resumed = resume_open_buckets(self)
+        if resumed["stored_until"] is not None:
+            self._core.advance(resumed["stored_until"] + self.lateness)
+        return report
 
     # -- series ---------------------------------------------------------
     def _make_handle(self, name, labels, kind, exact):
@@ -332,6 +344,8 @@ class MetricsEngine:
                "memory_bytes": self._core.memory_bytes(), "compiled": _kernels.HAVE_COMPILED}
         if self._flusher is not None:
             out["storage"] = self._flusher.stats()
+        if self._restart is not None:
+            out["restart"] = self._restart
         return out
 
     # -- instrumentation --------------------------------------------------------

@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_writer_id,
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_org_id, check_writer_id,
                    labels_match, merge_rows, parse_retention, state_json)
 
 __all__ = ["MemoryBackend"]
@@ -37,9 +37,7 @@ class MemoryBackend:
 
     def __init__(self, org_id: str = "default", retention: dict | None = None,
                  store: dict | None = None, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
-        self.org_id = org_id
+        self.org_id = check_org_id(org_id)
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._store = store if store is not None else self.shared_store()
@@ -82,14 +80,16 @@ class MemoryBackend:
         return written
 
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
-                     exclude_writer: int | None = None) -> BucketBatch:
+                     exclude_writer: int | None = None,
+                     only_writer: int | None = None) -> BucketBatch:
         with self._lock:
             sid = self._org("series").get(key)
             if sid is None:
                 return BucketBatch.empty()
             rows = self._org("buckets").get((sid, float(width)), {})
             chosen = [rows[s][w] for s in sorted(s for s in rows if start <= s < end)
-                      for w in sorted(rows[s]) if w != exclude_writer]
+                      for w in sorted(rows[s])
+                      if w != exclude_writer and (only_writer is None or w == only_writer)]
         return batch_from_rows(key, sid, float(width), chosen)
 
     def read_merged(self, name: str, width: float, start: float, end: float,
