@@ -160,8 +160,30 @@ def check_fleet(storage, fleet: Fleet, sent: int, t0: float, t1: float) -> None:
         for route, n in per_route.items():
             assert storage.read_merged(METRIC, 1.0, t0 - 60, t1 + 60,
                                        labels={"route": route}).count == n
+        assert _hub_count(storage, t0, t1) == sent
     finally:
         reader.close()
+
+
+def _hub_count(storage, t0: float, t1: float) -> int:
+    """The fleet's request count as the HTTP hub serves it from the store."""
+    import asyncio
+
+    import httpx
+
+    from wedmetrics.http import create_app
+
+    async def ask():
+        app = create_app(storage=storage, cache_ttl=0)
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                     base_url="http://hub.test") as client:
+            r = await client.get("/api/metrics/range", params={
+                "name": METRIC, "resolution": "1m", "start": t0 - 120, "end": t1 + 120})
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert not body["truncated"]
+            return sum(b["count"] for s in body["series"] for b in s["buckets"])
+    return asyncio.run(ask())
 
 
 def _fleet_run(tmp_path, store_env, storage_factory, per_thread=600):
