@@ -16,6 +16,7 @@ Run: ``PYTHONPATH=$PWD python -m pytest benchmarks/bench_fleet.py -s -q -p no:ca
   real Prometheus, and its CPU seconds per million samples.
 * ``test_cost_per_1000_series``: CPU (cores) and memory per 1,000 series at
   1, 10 and 100 points/s each, and the rows/s they send to storage.
+* ``test_memory_every_ring_full``: memory per 1,000 series at steady state.
 * ``test_store_write_rates``: rows/s four writer processes store together
   into one SQLite file and one PostgreSQL schema.
 """
@@ -240,6 +241,27 @@ def test_cost_per_1000_series(rate, tmp_path):
            cpu_us_per_point=cpu / (seconds * rate * series) * 1e6,
            rows_per_s=written / seconds, core_memory_mb=memory / 2**20,
            rss_growth_mb=rss / 1024)
+
+
+@pytest.mark.parametrize("rate", [1])
+def test_memory_every_ring_full(rate):
+    """Core memory per 1,000 series once every ring holds its full default retention
+    (7 days of hours): 100 series over 8 simulated days, recorded in bulk, scaled."""
+    series, t0, step = 100, 1_700_000_000.0, 600
+    clock = wm.ManualClock(t0)
+    engine = wm.MetricsEngine(clock=clock)
+    ids = np.array([engine.series("svc.latency", {"route": f"/r{i}"}).id
+                    for i in range(series)], dtype=np.int64)
+    rng = np.random.default_rng(0)
+    for s in range(0, 8 * 86400, step):
+        n = step * rate * series
+        ts = t0 + s + np.repeat(np.arange(step * rate) / rate, series)
+        engine.record_many(np.tile(ids, step * rate), ts, rng.lognormal(-3, 0.6, n))
+        clock.set(t0 + s + step)
+    engine.advance()
+    memory = engine.stats()["memory_bytes"]
+    engine.close()
+    report(f"memory_every_ring_full_at_{rate}_per_s", mb_per_1000_series=memory / 2**20 * 10)
 
 
 # -- what the stores take from a fleet ---------------------------------------------------------
