@@ -243,7 +243,7 @@ def test_cost_per_1000_series(rate, tmp_path):
            rss_growth_mb=rss / 1024)
 
 
-@pytest.mark.parametrize("rate", [1])
+@pytest.mark.parametrize("rate", [1, 10])
 def test_memory_every_ring_full(rate):
     """Core memory per 1,000 series once every ring holds its full default retention
     (7 days of hours): 100 series over 8 simulated days, recorded in bulk, scaled."""
