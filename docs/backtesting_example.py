@@ -40,8 +40,12 @@ else:
     labels = [[float(ts[2950]), float(ts[3150])]]
 
 # %%
-# Rule set A: the frozen default anomaly rule (what the CLI uses without a rules file).
+# Rule set A: the frozen default anomaly rule (what the CLI uses without a rules file):
+# robust z-scores, ranked against their own last 4,000, through the anomaly likelihood,
+# alerting at 5 nines (a tail of 1e-5), one notification per onset, 100 steps of cooldown.
 rules_a = default_anomaly_rules("5m")
+rule = rules_a[0]
+print(rule.detector, rule.scorers, rule.threshold, rule.averaging, rule.calibration)
 result_a = backtest(rules_a, data, labels=labels)
 print(result_a)
 print(result_a.metrics_table())
