@@ -49,6 +49,7 @@ _LAZY = {
     "PriorityPolicy": "wedmetrics.weddings",
     "Collector": "wedmetrics.collect",
     "simulate": "wedmetrics.collect.simulate",
+    "http": "wedmetrics.http",
     "backtest": "wedmetrics.alerting.backtest",
     "default_anomaly_rules": "wedmetrics.alerting.backtest",
     "BacktestResult": "wedmetrics.alerting.backtest",
@@ -81,7 +82,7 @@ _LAZY = {
 }
 
 
-_MODULES = {"simulate"}   # lazy names that are modules, not attributes
+_MODULES = {"simulate", "http"}   # lazy names that are modules, not attributes
 
 
 def __getattr__(name: str):
