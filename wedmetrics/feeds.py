@@ -42,8 +42,14 @@ class ClosedFeeds:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def subscribe(self) -> Callable[[], BucketBatch]:
-        """A new subscriber: a function returning its buckets not yet taken."""
+    def subscribe(self, after_take: Callable[[], None] | None = None
+                  ) -> Callable[[], BucketBatch]:
+        """A new subscriber: a function returning its buckets not yet taken.
+
+        ``after_take`` runs under the feeds' lock right after each take, while
+        no other subscriber can drain: what the subscriber has taken is then
+        exactly what the core had closed by its own drain.
+        """
         mine: list[BucketBatch] = []
         with self._lock:
             self._pending.append(mine)
@@ -56,5 +62,7 @@ class ClosedFeeds:
                         pending.append(batch)
                 out = BucketBatch.concat(mine) if len(mine) != 1 else mine[0]
                 mine.clear()
+                if after_take is not None:
+                    after_take()
             return out
         return take

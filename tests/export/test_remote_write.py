@@ -255,3 +255,21 @@ def test_metric_names_are_sanitized():
     assert metric_name("api.latency") == "api_latency"
     assert metric_name("9lives-x") == "_9lives_x"
     assert metric_name("ns:sub_total") == "ns:sub_total"
+
+
+def test_an_exporter_drain_never_lets_the_wal_forget_unstored_points(tmp_path):
+    t0 = 1_700_000_000.0
+    clock = wm.ManualClock(t0)
+    engine = wm.MetricsEngine(clock=clock, storage=wm.SQLiteBackend(tmp_path / "m.db"),
+                              durability="wal", wal_dir=tmp_path / "wal", lateness="1s",
+                              flush_options={"thread": False})
+    feed = engine.closed_feed()
+    h = engine.series("web.latency")
+    for s in range(5):
+        h.record(0.1, t0 + s)
+    clock.set(t0 + 10)
+    assert len(feed()) == 5 * 1                  # the exporter took its share ...
+    assert engine._pulled_until == -math.inf      # ... the flusher has pulled nothing yet
+    assert len(engine.drain_closed()) == 5       # its own share waited in its feed
+    assert engine._pulled_until == t0 + 9
+    engine.close()
