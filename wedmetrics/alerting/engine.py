@@ -52,10 +52,12 @@ from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, RateOfCh
 from .silences import Silence
 from wedmetrics.storage.base import AlertEvent
 
-__all__ = ["AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "fingerprint"]
+__all__ = ["AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "WEDDING_SEVERITY", "fingerprint"]
 
 log = logging.getLogger("wedmetrics.alerting")
 
+#: Label holding the wedding-aware severity (the rule's, raised on a wedding day).
+WEDDING_SEVERITY = "wedding_severity"
 #: Receiver name of the default route: every notifier channel.
 ALL_RECEIVERS = "all"
 #: ``group_interval`` of the default route (seconds).
@@ -838,6 +840,12 @@ class AlertEngine:
         ctx = self._context(inst, severity)
         labels = dict(inst.labels)
         labels.update({k: t.render(ctx) for k, t in rule.compiled_labels().items()})
+        # The user's own severity label stays as written; the rule's declared
+        # severity fills in when there is none.  The wedding-aware level
+        # (raised on a wedding day) has its own label.
+        labels.setdefault("severity", Severity.parse(rule.severity).label)
+        if self.policy is not None:
+            labels[WEDDING_SEVERITY] = Severity.parse(severity).label
         annotations = {k: t.render(ctx) for k, t in rule.compiled_annotations().items()}
         started = float(self._table.fired_at[inst.row])
         inst.episode = {"severity": severity, "labels": labels, "annotations": annotations,
