@@ -977,6 +977,14 @@ class AlertEngine:
                 self._next_due = due
             return len(updates)
 
+    def notification_for(self, alert_id: str):
+        """The :class:`Notification` a firing rule alert is routed as, or None when it does not fire."""
+        with self._lock:
+            inst = self._by_fp.get(alert_id)
+            if inst is None or inst.episode is None or self._table.state[inst.row] != FIRING:
+                return None
+            return self._notification(inst, STATUS_FIRING, None)
+
     # -- people ---------------------------------------------------------------
 
     def _firing_instance(self, alert_id: str) -> _Instance:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any, Optional
@@ -37,8 +38,8 @@ def parse_time(value: Any, field: str) -> Optional[float]:
     # Python before 3.11 reads at most 6 fraction digits; Go writes up to 9.
     if "." in text:
         head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        text = f"{head}.{digits[:6]}{rest[len(digits):]}"
+        digits = re.match(r"\d*", rest).group(0)
+        text = f"{head}.{digits[:6].ljust(6, '0')}{rest[len(digits):]}"
     try:
         t = _dt.datetime.fromisoformat(text)
     except ValueError:
@@ -160,6 +161,11 @@ class ReceivedAlerts:
             for fp in old:
                 del self._alerts[fp]
         return len(old)
+
+    def notification(self, fp: str) -> Notification:
+        """The current :class:`Notification` of one received alert (``KeyError`` if unknown)."""
+        with self._lock:
+            return self._notification(fp)
 
     def get(self, fp: str) -> Optional[dict]:
         with self._lock:
