@@ -6,6 +6,8 @@ it fails (the tests are required there).
 from __future__ import annotations
 
 import contextlib
+import http.server
+import json
 import os
 import shutil
 import socket
@@ -64,3 +66,39 @@ def wait_until(predicate, timeout: float = 20.0, step: float = 0.1, info=None):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s" + (f": {info()}" if info else ""))
         time.sleep(step)
+
+
+class Hook:
+    """A local webhook receiver recording Alertmanager-format bodies."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        hook = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                n = int(self.headers.get("Content-Length", 0))
+                hook.bodies.append(json.loads(self.rfile.read(n)))
+                self.send_response(200)
+                self.end_headers()
+
+            def do_GET(self):  # noqa: N802 - a tiny /metrics for Prometheus to scrape
+                body = b"# TYPE wedding_guests gauge\nwedding_guests 150\n"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+        self.thread = threading.Thread(target=self.server.serve_forever, name="hook", daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)

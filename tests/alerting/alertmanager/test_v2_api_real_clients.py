@@ -1,12 +1,10 @@
 """wedmetrics as Alertmanager: real Prometheus 2.42 and amtool against the v2 API router."""
 from __future__ import annotations
 
-import http.server
 import json
 import subprocess
 import sys
 import textwrap
-import threading
 from pathlib import Path
 
 import pytest
@@ -20,43 +18,7 @@ import wedmetrics as wm  # noqa: E402
 from wedmetrics.http.alertmanager_api import alertmanager_router  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from am_peers import free_port, require_binary, serve, wait_until  # noqa: E402
-
-
-class Hook:
-    """A local webhook receiver recording Alertmanager-format bodies."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict] = []
-        hook = self
-
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                n = int(self.headers.get("Content-Length", 0))
-                hook.bodies.append(json.loads(self.rfile.read(n)))
-                self.send_response(200)
-                self.end_headers()
-
-            def do_GET(self):  # noqa: N802 - a tiny /metrics for Prometheus to scrape
-                body = b"# TYPE wedding_guests gauge\nwedding_guests 150\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain; version=0.0.4")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *a):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="hook", daemon=True)
-        self.thread.start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
+from am_peers import Hook, free_port, require_binary, serve, wait_until  # noqa: E402
 
 
 @pytest.fixture
