@@ -320,11 +320,11 @@ def _matchers(spec: Any, eq: Any, regex: Any, where: str) -> list[Matcher]:
     out: list[Matcher] = []
     for name, value in sorted((eq or {}).items()):
         if not _LABEL_NAME.match(str(name)):
-            raise ConfigError(f"invalid label name {name!r}")
+            raise ConfigError(f"invalid label name \"{name}\"")
         out.append(Matcher(str(name), "=", str(value)))
     for name, value in sorted((regex or {}).items()):
         if not _LABEL_NAME.match(str(name)):
-            raise ConfigError(f"invalid label name {name!r}")
+            raise ConfigError(f"invalid label name \"{name}\"")
         try:
             compile_re2(str(value))
         except ValueError as e:
@@ -343,6 +343,19 @@ def _matchers(spec: Any, eq: Any, regex: Any, where: str) -> list[Matcher]:
 
 def _route(spec: Any, where: str, root: bool, receivers: set, intervals: set) -> dict:
     r = _check_keys(spec, _ROUTE_KEYS, where)
+    group_by = None
+    if "group_by" in r and r["group_by"] is not None:
+        group_by = [str(x) for x in r["group_by"]]
+        seen = set()
+        for name in group_by:
+            if name == "...":
+                if len(group_by) > 1:
+                    raise ConfigError("cannot have wildcard group_by (`...`) and other labels at the same time")
+            elif not _LABEL_NAME.match(name):
+                raise ConfigError(f"invalid label name \"{name}\" in group_by list")
+            if name in seen:
+                raise ConfigError(f"duplicated label \"{name}\" in group_by")
+            seen.add(name)
     if root:
         if not r.get("receiver"):
             raise ConfigError("root route must specify a default receiver")
@@ -355,26 +368,15 @@ def _route(spec: Any, where: str, root: bool, receivers: set, intervals: set) ->
         if r.get("active_time_intervals"):
             raise ConfigError("root route must not have any active time intervals")
     if r.get("receiver") and r["receiver"] not in receivers:
-        raise ConfigError(f"undefined receiver {r['receiver']!r} used in route")
+        raise ConfigError(f"undefined receiver \"{r['receiver']}\" used in route")
     out: dict[str, Any] = {}
     if r.get("receiver"):
         out["receiver"] = r["receiver"]
     out["matchers"] = _matchers(r.get("matchers"), r.get("match"), r.get("match_re"), where)
+    if group_by is not None:
+        out["group_by"] = group_by
     if r.get("continue"):
         out["continue"] = True
-    if "group_by" in r and r["group_by"] is not None:
-        group_by = [str(x) for x in r["group_by"]]
-        seen = set()
-        for name in group_by:
-            if name == "...":
-                if len(group_by) > 1:
-                    raise ConfigError("cannot have wildcard group_by (`...`) and other labels at the same time")
-            elif not _LABEL_NAME.match(name):
-                raise ConfigError(f"invalid label name {name!r} in group_by list")
-            if name in seen:
-                raise ConfigError(f"duplicated label {name!r} in group_by")
-            seen.add(name)
-        out["group_by"] = group_by
     for key in ("group_wait", "group_interval", "repeat_interval"):
         if r.get(key) is not None:
             value = parse_duration(r[key])
@@ -384,7 +386,7 @@ def _route(spec: Any, where: str, root: bool, receivers: set, intervals: set) ->
     for key in ("mute_time_intervals", "active_time_intervals"):
         for name in r.get(key) or ():
             if name not in intervals:
-                raise ConfigError(f"undefined time interval {name!r} used in route")
+                raise ConfigError(f"undefined time interval \"{name}\" used in route")
         if r.get(key):
             out[key] = list(r[key])
     out["routes"] = [_route(c, f"{where}.routes[{i}]", False, receivers, intervals)
@@ -398,7 +400,7 @@ def _inhibit_rule(spec: Any, i: int) -> dict:
     equal = [str(x) for x in r.get("equal") or ()]
     for name in equal:
         if not _LABEL_NAME.match(name):
-            raise ConfigError(f"invalid label name {name!r}")
+            raise ConfigError(f"invalid label name \"{name}\"")
     return {"source_matchers": _matchers(r.get("source_matchers"), r.get("source_match"),
                                          r.get("source_match_re"), where + ".source"),
             "target_matchers": _matchers(r.get("target_matchers"), r.get("target_match"),
@@ -414,7 +416,7 @@ def _intervals(data: dict) -> list[dict]:
             if not spec.get("name"):
                 raise ConfigError(f"missing name in {what}")
             if spec["name"] in seen:
-                raise ConfigError(f"{what} {spec['name']!r} is not unique")
+                raise ConfigError(f"{what} \"{spec['name']}\" is not unique")
             seen.add(spec["name"])
             out.append({"name": spec["name"], "time_intervals": list(spec.get("time_intervals") or [{}])})
     return out
@@ -467,6 +469,8 @@ def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"alertmanager config is not valid YAML: {e}") from None
+    if data is None:
+        raise ConfigError("no route provided in config")
     if not isinstance(data, Mapping):
         raise ConfigError("alertmanager config must be a mapping at the top level")
     unknown = sorted(set(data) - _TOP)
@@ -474,8 +478,6 @@ def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
         raise ConfigError(f"field {unknown[0]} not found in type config.plain")
     g = _check_keys(data.get("global"), _GLOBAL_KNOWN, "global")
     g = {**_GLOBAL_DEFAULTS, **g}
-    if data.get("route") is None:
-        raise ConfigError("no route provided in config")
     receivers_spec = data.get("receivers") or []
     if not isinstance(receivers_spec, list):
         raise ConfigError("receivers must be a list")
@@ -484,9 +486,11 @@ def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
         rec = _build_receiver(spec, i, g, {})
         original_name = spec["name"]
         if original_name in receivers:
-            raise ConfigError(f"notification config name {original_name!r} is not unique")
+            raise ConfigError(f"notification config name \"{original_name}\" is not unique")
         receivers[original_name] = rec
     intervals = _intervals(data)
+    if data.get("route") is None:
+        raise ConfigError("no routes provided")
     route = _route(data["route"], "route", True, set(receivers), {i["name"] for i in intervals})
     _rename_receivers(route, {n: r.name for n, r in receivers.items()})
     inhibit = [_inhibit_rule(r, i) for i, r in enumerate(data.get("inhibit_rules") or ())]

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wedmetrics.alerting.alertmanager_config import label_fingerprint
 from wedmetrics.alerting.alertmanager_notifier import AlertmanagerNotifier
 from wedmetrics.alerting.notification import Notification, NotificationGroup
 
@@ -76,6 +77,7 @@ def test_alert_reaches_alertmanager_amtool_and_its_webhook_then_resolves(alertma
     (seen,) = wait_until(amtool_query)
     assert seen["labels"] == {"alertname": "GuestUploadsSlow", "wedding_id": "w1", "severity": "critical"}
     assert seen["generatorURL"] == "http://wedmetrics.local/alerts/a1"
+    assert seen["fingerprint"] == label_fingerprint(seen["labels"])   # Alertmanager's own fingerprint
     assert seen["annotations"]["summary"] == "uploads slow"
     body = wait_until(lambda: [b for b in hook.bodies if b["status"] == "firing"])[0]
     assert body["alerts"][0]["labels"]["alertname"] == "GuestUploadsSlow"
