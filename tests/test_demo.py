@@ -4,6 +4,8 @@ from __future__ import annotations
 import io
 import sqlite3
 
+import pytest
+
 from wedmetrics.cli import main
 from wedmetrics.demo import run_demo
 
@@ -36,3 +38,45 @@ def test_demo_command_line(tmp_path, monkeypatch, capsys):
     assert main(["demo", "--duration", "1", "--quiet", "--speed", "300", "--db", "x.db"]) == 0
     assert "points" in capsys.readouterr().out
     assert (tmp_path / "x.db").exists()
+
+
+def _writers_and_overlaps(path) -> tuple[int, int]:
+    """(writers in the file, 1 s bucket starts stored by more than one writer)."""
+    db = sqlite3.connect(path)
+    try:
+        writers = db.execute("SELECT COUNT(DISTINCT writer_id) FROM wm_buckets").fetchone()[0]
+        shared = db.execute("SELECT COUNT(*) FROM (SELECT series_id, start FROM wm_buckets "
+                            "WHERE width = 1.0 GROUP BY series_id, start "
+                            "HAVING COUNT(*) > 1)").fetchone()[0]
+    finally:
+        db.close()
+    return writers, shared
+
+
+def test_a_second_run_starts_a_fresh_file(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--duration", "1", "--quiet", "--speed", "300", "--db", "x.db"]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "a fresh file" in capsys.readouterr().out
+    # one run's rows only: merged reads do not count two runs of the same minutes
+    assert _writers_and_overlaps(tmp_path / "x.db") == (1, 0)
+
+
+def test_continue_extends_the_simulated_day_without_doubling_it(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    args = ["demo", "--duration", "1", "--quiet", "--speed", "300", "--db", "x.db"]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main(args + ["--continue"]) == 0
+    assert "continued the file's simulated day at +" in capsys.readouterr().out
+    assert _writers_and_overlaps(tmp_path / "x.db") == (2, 0)
+
+
+def test_a_file_the_demo_did_not_write_is_refused_and_kept(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mine.db").write_bytes(b"precious")
+    with pytest.raises(SystemExit):
+        main(["demo", "--duration", "1", "--quiet", "--db", "mine.db"])
+    assert "was not written by the demo" in capsys.readouterr().err
+    assert (tmp_path / "mine.db").read_bytes() == b"precious"

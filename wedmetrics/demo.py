@@ -7,12 +7,19 @@ times faster than the wall clock; alert rules are evaluated on every step,
 notifications go to the log channel, and closed buckets and alert events
 are flushed to a SQLite file.  A live view shows per-series rates, P95s and
 firing alerts; the summary compares the alerts with the injected incidents.
+
+Every run starts a fresh file: a file an earlier demo run wrote is replaced
+(another file is never touched: the demo refuses it).  ``continue_db=True``
+(``--continue``) keeps the file and continues its simulated day where the
+stored data ends, so the file holds one day, never two copies of one hour.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
+import sqlite3
 import time
 
 import numpy as np
@@ -38,6 +45,9 @@ DEMO_RULES = [
      "annotations": {"summary": "no calls reached {{ labels.vendor }} for 2 minutes"}},
 ]
 
+# SQLite's application_id of files the demo wrote ("WMDM"): only those are replaced
+DEMO_APPLICATION_ID = 0x574D444D
+
 # which rules answer which kind of injected incident
 _CATCHES = {"latency_spike": ("SlowUploads", "SlowApi", "SlowVendor"),
             "error_burst": ("ErrorBurst",), "vendor_silent": ("VendorSilent",)}
@@ -45,7 +55,8 @@ _CATCHES = {"latency_spike": ("SlowUploads", "SlowApi", "SlowVendor"),
 
 def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed: float = 120.0,
              rate_scale: float = 20.0, db: str = "wedmetrics-demo.db", quiet: bool = False,
-             out=None, step: float = 0.25) -> int:
+             out=None, step: float = 0.25, continue_db: bool = False,
+             serve: int | None = None) -> int:
     import wedmetrics as wm
     from wedmetrics.alerting import AlertEngine, LogNotifier
     from wedmetrics.collect import Collector
@@ -61,8 +72,10 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
 
     calendar = wedding_calendar(seed, days=2, weddings_per_saturday=float(weddings))
     traffic = WeddingTraffic(seed, calendar, rate_scale=rate_scale, incident_rate=4.0)
-    clock = wm.ManualClock(traffic.start)
+    begin = _prepare_file(db, continue_db) or traffic.start
+    clock = wm.ManualClock(begin)
     storage = wm.SQLiteBackend(db)
+    _mark_demo_file(db)
     # the simulated clock jumps step * speed seconds at a time; the collector's
     # samples, stamped just before a jump, must not count as late
     lateness = max(5.0, 4.0 * step * speed)
@@ -78,8 +91,9 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
         collector.add(ProcessSource())
     except ImportError:
         pass  # psutil is optional ([system] extra): the demo runs without self-metrics
+    hub = _serve(engine, alerts, calendar, serve, out) if serve is not None else None
     points = 0
-    sim = traffic.start
+    sim = begin
     started = time.perf_counter()
     last_view = 0.0
     interrupted = False
@@ -91,7 +105,7 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
                 break
             # never jump more than one step of simulated time, even after a
             # stall: the lateness is sized for one step
-            target = min(traffic.start + min(elapsed + step, duration) * speed,
+            target = min(begin + min(elapsed + step, duration) * speed,
                          sim + step * speed)
             if target > sim:
                 batch = traffic.window(sim, target)
@@ -107,18 +121,20 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        if hub is not None:
+            hub.stop()
         collector.stop()
         wall = time.perf_counter() - started
         alerts.close()
         fired = [e for e in alerts.history() if e.status == "firing"]
         table = _series_table(engine, "5m")
         engine.close()
-    incidents = traffic.incidents(traffic.start, sim)
+    incidents = traffic.incidents(begin, sim)
     caught = [i for i in incidents if _caught(i, fired)]
     size = os.path.getsize(db) if os.path.exists(db) else 0
     stats = engine.stats()
     print(f"\n== wedmetrics demo {'(interrupted) ' if interrupted else ''}summary", file=out)
-    print(f"simulated       {(sim - traffic.start) / 60:.1f} min of a wedding Saturday in "
+    print(f"simulated       {(sim - begin) / 60:.1f} min of a wedding Saturday in "
           f"{wall:.1f} s ({len(calendar)} weddings, {len(engine.series_list())} series)", file=out)
     print(f"points          {points:,} from the simulator + {stats['accepted'] - points:,} "
           f"from the collector, {points / max(wall, 1e-9):,.0f} points/s", file=out)
@@ -137,7 +153,62 @@ def run_demo(*, duration: float = 30.0, weddings: int = 6, seed: int = 7, speed:
     flushed = stats.get("storage", {})
     print(f"storage         {os.path.abspath(db)} ({size / 1024:.0f} KiB, "
           f"{flushed.get('written', 0):,} buckets written)", file=out)
+    if continue_db and begin > traffic.start:
+        print(f"                continued the file's simulated day at "
+              f"+{(begin - traffic.start) / 60:.1f} min; earlier runs' rows are kept", file=out)
+    else:
+        print("                a fresh file: earlier runs are not in it (--continue keeps them)",
+              file=out)
     return 0
+
+
+def _serve(engine, alerts, calendar, port: int, out):
+    """The hub over the demo's live engine, on 127.0.0.1 (no tokens: local only)."""
+    from wedmetrics.http import create_app
+    from wedmetrics.http.serve import BackgroundServer
+
+    server = BackgroundServer(create_app(engine, alerts=alerts, calendar=calendar), port=port)
+    if not server.wait_started():
+        server.stop()
+        raise RuntimeError(f"the hub did not start on port {port}")
+    print(f"serving the live demo on {server.url}/ (API under {server.url}/api/metrics/)",
+          file=out, flush=True)
+    return server
+
+
+def _demo_file_state(db: str) -> tuple[bool, float | None]:
+    """(whether ``db`` is a file the demo wrote, where its stored 1 s buckets end)."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        (app_id,) = conn.execute("PRAGMA application_id").fetchone()
+        if app_id != DEMO_APPLICATION_ID:
+            return False, None
+        (end,) = conn.execute("SELECT max(start + width) FROM wm_buckets WHERE width = 1.0"
+                              ).fetchone()
+    return True, end
+
+
+def _prepare_file(db: str, continue_db: bool) -> float | None:
+    """Remove an earlier demo run's file, or, continuing, return where its data ends."""
+    if not os.path.exists(db):
+        return None
+    try:
+        ours, end = _demo_file_state(db)
+    except sqlite3.DatabaseError:
+        ours, end = False, None
+    if not ours:
+        raise FileExistsError(f"{db} exists and was not written by the demo; the demo "
+                              f"replaces only its own files: pass another --db")
+    if continue_db:
+        return end
+    for path in (db, db + "-wal", db + "-shm"):
+        if os.path.exists(path):
+            os.remove(path)
+    return None
+
+
+def _mark_demo_file(db: str) -> None:
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA application_id = {DEMO_APPLICATION_ID}")
 
 
 def _caught(incident, fired) -> bool:

@@ -35,6 +35,8 @@ class MetricsEngine:
         :class:`~wedmetrics.ManualClock` for tests and replays.
     storage : StorageBackend, optional
         Where closed buckets go; a background flusher writes them in batches.
+        A new engine on an existing store knows its series at once (they
+        are registered at start, see docs/storage.md, "Restarts").
     resolutions : sequence of str or float
         Bucket widths, finest first, each a whole multiple of the previous.
     retention : dict, optional
@@ -116,6 +118,12 @@ class MetricsEngine:
             self._core.outbox_enabled = True
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
                                     **(flush_options or {}))
+        self._restart = self._start_from_storage() if storage is not None else None
+
+    def _start_from_storage(self) -> dict:
+        from .storage.resume import adopt_stored_series
+
+        return {"series": adopt_stored_series(self)}
 
     # -- series ---------------------------------------------------------
     def _make_handle(self, name, labels, kind, exact):
@@ -299,6 +307,8 @@ class MetricsEngine:
                "memory_bytes": self._core.memory_bytes(), "compiled": _kernels.HAVE_COMPILED}
         if self._flusher is not None:
             out["storage"] = self._flusher.stats()
+        if self._restart is not None:
+            out["restart"] = self._restart
         return out
 
     # -- instrumentation --------------------------------------------------------

@@ -92,6 +92,18 @@ class SeriesRegistry:
             self._by_id.append(h)
             return h
 
+    def adopt(self, name: str, labels, kind: str):
+        """Register a series another engine stored, without the cardinality
+        policy's raise or drop count: the handle, or ``None`` beyond the cap
+        or when ``name``/``labels``/``kind`` clash with a live series."""
+        with self._lock:
+            if len(self._by_name.get(name, ())) >= self.max_series_per_name:
+                return None
+        try:
+            return self.get_or_create(name, labels, kind)
+        except (ValueError, TypeError, CardinalityError):
+            return None
+
     def remember(self, name: str, labels, handle) -> None:
         with self._lock:
             self._fast.add(name, labels, handle)

@@ -3,6 +3,8 @@
 * :class:`ScriptedHTTPServer` - a ``ThreadingHTTPServer`` that records every
   request and answers from a per-path script (status, delay), so a test can
   make a server fail, recover or stall.
+* :class:`StreamingHTTPServer` - a raw socket server answering with one
+  byte at a time or with a huge body, counting the bytes that got out.
 * :class:`SMTPServer` - an aiosmtpd server that records the messages it
   receives, optionally with STARTTLS (self-signed certificate made with the
   ``openssl`` command) and AUTH.
@@ -16,6 +18,7 @@ import collections
 import dataclasses
 import http.server
 import shutil
+import socket
 import ssl
 import subprocess
 import threading
@@ -162,6 +165,94 @@ def http_server() -> Iterator[ScriptedHTTPServer]:
 @pytest.fixture
 def https_server(tls_files: "TLSFiles") -> Iterator[ScriptedHTTPServer]:
     server = ScriptedHTTPServer(tls_files)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+class StreamingHTTPServer:
+    """Answers one POST at a time with a slow or a huge response, counting what it sent.
+
+    ``trickle(interval)``: a valid 200 answer (status line, headers and a
+    300-byte body), one byte every ``interval`` seconds.  ``huge(size)``: a
+    200 answer announcing and streaming ``size`` body bytes as fast as the
+    client takes them.  Either way the server stops when the client hangs up
+    (or at the end), and :attr:`sent` says how many bytes got out.
+    """
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self.mode: tuple = ("trickle", 0.05)
+        self.sent = 0
+        self.done = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def trickle(self, interval: float) -> None:
+        self.mode = ("trickle", interval)
+
+    def huge(self, size: int) -> None:
+        self.mode = ("huge", size)
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            with conn:
+                self.sent = 0
+                self.done.clear()
+                try:
+                    self._answer(conn)
+                except OSError:
+                    pass   # the client hung up: what it cost is in `sent`
+                self.done.set()
+
+    def _read_request(self, conn: socket.socket) -> None:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = next((int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                       if line.lower().startswith(b"content-length:")), 0)
+        while len(body) < length:
+            body += conn.recv(65536)
+
+    def _answer(self, conn: socket.socket) -> None:
+        self._read_request(conn)
+        kind, arg = self.mode
+        if kind == "trickle":
+            body = b"x" * 300
+            answer = (b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+            for i in range(len(answer)):
+                if self._stop.wait(arg):
+                    return
+                conn.sendall(answer[i:i + 1])
+                self.sent += 1
+        else:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % arg)
+            chunk = b"y" * 65536
+            while self.sent < arg and not self._stop.is_set():
+                self.sent += conn.send(chunk[: arg - self.sent])
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._listener.close()
+        assert not self._thread.is_alive()
+
+
+@pytest.fixture
+def streaming_server() -> Iterator[StreamingHTTPServer]:
+    server = StreamingHTTPServer()
     try:
         yield server
     finally:

@@ -248,8 +248,12 @@ def test_add_rule_errors_name_the_field(made):
     clock, engine, alerts = setup(made, TUESDAY)
     engine.series("api.latency")
     alerts.add_rule(SLOW)
-    with pytest.raises(RuleError, match=r"rule 'Typo': metric: no series named 'api.latncy'"):
-        alerts.add_rule(dict(SLOW, name="Typo", metric="api.latncy"))
+    with pytest.raises(RuleError, match=r"^rule 'NoLimit': threshold: missing; a threshold rule "
+                                        r"needs it$"):
+        alerts.add_rule({k: v for k, v in dict(SLOW, name="NoLimit").items() if k != "threshold"})
+    with pytest.raises(RuleError, match=r"^rule 'Loose': op: Input should be '>', '>=', '<' or "
+                                        r"'<='$"):
+        alerts.add_rules([dict(SLOW, name="Loose", op="~")])
     with pytest.raises(RuleError, match=r"rule 'Slow': name: a rule with this name already exists"):
         alerts.add_rule(SLOW)
     with pytest.raises(RuleError, match=r"rules: unknown rule 'Ghost'"):
@@ -465,3 +469,25 @@ def test_grouped_tick_matches_one_query_per_rule(made, seed):
         breach = {">": value > r["threshold"], ">=": value >= r["threshold"],
                   "<": value < r["threshold"], "<=": value <= r["threshold"]}[r["op"]]
         assert got[r["name"]] == ("firing" if breach else "inactive"), r
+
+
+def test_a_rule_missing_its_threshold_gets_a_clear_message_everywhere(made):
+    clock, engine, alerts = setup(made, TUESDAY)
+    no_limit = {k: v for k, v in SLOW.items() if k != "threshold"}
+    for add in (alerts.add_rule, lambda r: alerts.add_rules([r]),
+                lambda r: AlertEngine(engine, rules=[r])):
+        with pytest.raises(RuleError) as info:
+            add(no_limit)
+        assert str(info.value) == "rule 'Slow': threshold: missing; a threshold rule needs it"
+        assert "pydantic" not in str(info.value) and "http" not in str(info.value)
+
+
+def test_a_rule_waits_for_its_series_as_prometheus_rules_do(made):
+    clock, engine, alerts = setup(made, TUESDAY)
+    alerts.add_rule(dict(SLOW, window="1m"))           # no series named api.latency yet
+    assert alerts.evaluate().rule.tolist() == []       # nothing to evaluate, nothing raised
+    h = engine.series("api.latency", labels={"route": "/photos"})
+    h.record(5.0, ts=TUESDAY + 1)
+    clock.set(TUESDAY + 2)
+    assert [(a.rule, a.state, dict(a.labels)) for a in (alerts.evaluate(), alerts.active())[1]] \
+        == [("Slow", "firing", {"route": "/photos"})]

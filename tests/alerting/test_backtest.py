@@ -146,12 +146,14 @@ def test_bad_input_is_named():
         backtest([thr(window=120)], series(np.ones(10)), path="vectorised")
 
 
-def test_irregular_rows_take_the_streaming_path_and_late_rows_are_counted():
+def test_irregular_rows_take_the_streaming_path_and_rows_back_in_time_are_sorted():
     ts = T0 + np.array([0, 60, 90, 180, 120, 240], float)
     res = backtest([thr(threshold=5.0)], {"timestamp": ts, "value": [1, 9, 9, 1, 9, 1.0]}, step=60)
     assert res.path == "streaming"
-    assert res.metrics["engine"]["dropped"]["late"] == 1
-    assert [(e.kind, e.row) for e in res.events] == [("firing", 2), ("resolved", 3)]
+    assert res.metrics["engine"]["dropped"]["late"] == 0
+    assert res.metrics["rows_reordered"] == 2
+    assert res.values["value"].tolist() == [1, 9, 9, 9, 1, 1]
+    assert [(e.kind, e.row) for e in res.events] == [("firing", 2), ("resolved", 4)]
 
 
 def test_cli_end_to_end(tmp_path, capsys):
@@ -183,3 +185,65 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main([str(csv_path)]) == 0
     assert "anomaly" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.csv")]) == 2
+
+
+# -- input order and what the table reports (issue #11 item 10) ---------------------------
+
+def test_descending_rows_are_sorted_and_scored_like_the_ascending_ones(tmp_path, capsys):
+    v = np.ones(2000)
+    v[700:705] = 9.0
+    up = series(v)
+    down = {"timestamp": up["timestamp"][::-1].copy(), "value": up["value"][::-1].copy()}
+    want = backtest([thr()], up)
+    got = backtest([thr()], down)
+    assert got.engine_stats["dropped"].get("late", 0) == 0
+    assert signature(got) == signature(want) == [("firing", 700, "high", "warning", 9.0),
+                                                 ("resolved", 705, "high", "warning", 1.0)]
+    assert got.metrics["rows_reordered"] == 2000 and want.metrics["rows_reordered"] == 0
+    assert "2000 of 2000 rows were out of time order" in got.metrics_table()
+    assert "out of time order" not in want.metrics_table()
+    # the command line prints the same note under its table
+    csv_path = tmp_path / "newest_first.csv"
+    stamps = down["timestamp"].astype("datetime64[s]").astype(str)
+    csv_path.write_text("timestamp,value\n" + "".join(
+        f"{t.replace('T', ' ')},{x}\n" for t, x in zip(stamps.tolist(), down["value"].tolist())))
+    assert main([str(csv_path), "--step", "60"]) == 0
+    assert "rows were out of time order" in capsys.readouterr().out
+
+
+def test_shuffled_rows_with_equal_timestamps_keep_their_order():
+    ts = np.array([T0 + 120, T0, T0 + 60, T0, T0 + 60])
+    res = backtest([thr(stat="max")], {"timestamp": ts, "value": [5.0, 1.0, 9.0, 2.0, 3.0]},
+                   step=60, path="streaming")
+    assert res.timestamps.tolist() == [T0, T0, T0 + 60, T0 + 60, T0 + 120]
+    assert res.values["value"].tolist() == [1.0, 2.0, 9.0, 3.0, 5.0]
+    assert [(e.kind, e.row) for e in res.events] == [("firing", 3), ("resolved", 4)]
+
+
+def test_points_the_engine_dropped_are_named_under_the_table():
+    from wedmetrics.alerting.backtest import BacktestResult, _replay_streaming
+    from wedmetrics.alerting.rules import AlertRule
+
+    # the replay itself, fed rows going back in time, drops them as late in the real engine
+    ts = T0 + 60.0 * np.arange(10)[::-1]
+    rules = [AlertRule.model_validate(thr())]
+    replay = _replay_streaming(ts, {"value": np.ones(10)}, rules, 60.0)
+    assert replay.engine_stats["dropped"]["late"] == 9
+    res = BacktestResult(ts, {"value": np.ones(10)}, rules, np.zeros((0, 2), dtype=np.int64),
+                         60.0, replay, "streaming", None, None)
+    assert res.metrics_table().splitlines()[-1] == (
+        "note: the engine dropped 9 of 10 points (late=9); the scores above leave them out")
+
+
+def test_unknown_step_names_the_option_of_the_interface_used(tmp_path, capsys):
+    from wedmetrics.alerting.backtest import UnknownStepError
+
+    one = {"timestamp": [T0, T0], "value": [1.0, 2.0]}
+    with pytest.raises(UnknownStepError, match=r"cannot infer the sampling step .*; give step=$"):
+        backtest([thr()], one)
+    csv_path = tmp_path / "one.csv"
+    csv_path.write_text("timestamp,value\n2024-01-01 00:00:00,1\n")
+    assert main([str(csv_path)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot infer the sampling step" in err and err.rstrip().endswith("give --step")
+    assert "step=" not in err

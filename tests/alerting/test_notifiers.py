@@ -24,6 +24,7 @@ from wedmetrics.alerting.notifiers import (
     LogNotifier,
     Secret,
     SlackNotifier,
+    RESPONSE_BODY_LIMIT,
     SmsNotifier,
     WebhookNotifier,
     sign_payload,
@@ -41,6 +42,7 @@ try:  # package-relative when tests/alerting is a package, flat otherwise
         smtp_server,
         smtp_tls_server,
         smtps_server,
+        streaming_server,
         tls_files,
     )
 except ImportError:
@@ -53,6 +55,7 @@ except ImportError:
         smtp_server,
         smtp_tls_server,
         smtps_server,
+        streaming_server,
         tls_files,
     )
 
@@ -491,3 +494,40 @@ def test_signature_round_trips_and_any_changed_byte_fails(secret, body, timestam
         tampered = body[:i] + bytes([body[i] ^ 0x01]) + body[i + 1 :]
         assert not verify_signature(secret, tampered, headers, now=float(timestamp))
     assert not verify_signature(secret + b"x", body, headers, now=float(timestamp))
+
+
+# -- every HTTP attempt is bounded: a deadline, a body cap (issue #11 item 12) --------------
+
+HTTP_CHANNELS = {
+    "webhook": lambda url, timeout: WebhookNotifier(url, timeout=timeout),
+    "slack": lambda url, timeout: SlackNotifier(url, timeout=timeout),
+    "sms": lambda url, timeout: SmsNotifier(url, "AC1", SMS_TOKEN, "+15550001111", "+15552223333",
+                                            timeout=timeout),
+}
+
+
+@pytest.mark.parametrize("channel", sorted(HTTP_CHANNELS))
+def test_a_trickling_server_cannot_hold_an_attempt_past_its_timeout(streaming_server, channel):
+    # one byte every 50 ms: each read succeeds well within the timeout, so only
+    # a deadline over the whole attempt ends it (the full answer takes ~17 s)
+    streaming_server.trickle(0.05)
+    n = HTTP_CHANNELS[channel](streaming_server.url("/hook"), 0.5)
+    with pytest.raises(DeliveryError, match=r"timed out \(no complete answer within timeout=0.5s\)") as info:
+        n.send(alert())
+    assert info.value.transient
+    assert streaming_server.done.wait(10)
+    # about 10 bytes fit in 0.5 s; 100 would mean the attempt ran ten times its timeout
+    assert 0 < streaming_server.sent < 100
+
+
+@pytest.mark.parametrize("channel", sorted(HTTP_CHANNELS))
+def test_a_huge_answer_is_read_only_up_to_the_documented_cap(streaming_server, channel):
+    size = 100 * 2 ** 20
+    streaming_server.huge(size)
+    n = HTTP_CHANNELS[channel](streaming_server.url("/hook"), 10)
+    n.send(alert())                      # a 200 is a delivery, whatever follows it
+    assert streaming_server.done.wait(10)
+    # the client read RESPONSE_BODY_LIMIT bytes and hung up; the kernel's socket
+    # buffers took a little more, nowhere near the whole body
+    assert RESPONSE_BODY_LIMIT == 4096
+    assert streaming_server.sent < 10 * 2 ** 20

@@ -15,8 +15,13 @@ there.  A threshold rule with ``window == step`` then reads exactly that
 bucket (its window ``(end - step, end]`` holds no other row), and an anomaly
 rule with ``step == step`` scores exactly that bucket; on regularly sampled
 data each evaluation is one row.  Rows sharing a bucket (irregular sampling)
-are evaluated together; rows going back in time are late and counted in
-``result.stats["engine"]["dropped"]["late"]``, never silently lost.
+are evaluated together.  Input rows out of time order (a CSV written newest
+first, shuffled rows) are first sorted by timestamp (stable: rows of one
+timestamp keep their order); ``result.metrics["rows_reordered"]`` counts the
+rows that moved and the metrics table says so.  Every result row, label
+window and ``--alerts-out`` line then follows that time order.  Points the
+engine still drops are counted in ``result.metrics["engine"]["dropped"]``
+and named under the metrics table, never silently lost.
 
 **Vectorised path.**  When every rule reads one observation per evaluation
 (anomaly rules with ``step`` equal to the data's step, threshold rules with
@@ -44,12 +49,12 @@ from wedmetrics.clock import parse_duration
 from .detectors import default_detector_config, detect
 from .engine import fingerprint
 from .evaluation import FIRING, INACTIVE, PENDING, RESOLVED, StateTable, step
-from .loading import load_rules
+from .loading import load_rules, rule_from_dict
 from .rules import AlertRule, AnomalyRule, ThresholdRule
 from .scoring import nab_score, score_events
 
 __all__ = ["backtest", "default_anomaly_rules", "BacktestResult", "BacktestEvent",
-           "load_data", "load_labels", "infer_step", "NAB_PROFILES"]
+           "load_data", "load_labels", "infer_step", "UnknownStepError", "NAB_PROFILES"]
 
 NAB_PROFILES = ("standard", "reward_low_FP_rate", "reward_low_FN_rate")
 #: Statistics that equal the value itself when a bucket holds one point.
@@ -264,13 +269,25 @@ def load_labels(labels: Any, timestamps: np.ndarray, data_name: Optional[str] = 
     return rows[np.argsort(rows[:, 0], kind="stable")]
 
 
+class UnknownStepError(ValueError):
+    """The sampling step cannot be inferred from the data; ``reason`` says why.
+
+    The message names the Python argument ``step=``; the command line names
+    its ``--step`` option instead.
+    """
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"{reason}; give step=")
+
+
 def infer_step(timestamps: np.ndarray) -> float:
-    """Sampling period of a series: the most common positive gap between rows."""
-    gaps = np.diff(np.asarray(timestamps, dtype=np.float64))
+    """Sampling period of a series: the most common positive gap between time-ordered rows."""
+    gaps = np.diff(np.sort(np.asarray(timestamps, dtype=np.float64)))
     gaps = gaps[gaps > 0]
     if gaps.size == 0:
-        raise ValueError("data: cannot infer the sampling step (fewer than two distinct timestamps); "
-                         "give step=")
+        raise UnknownStepError("data: cannot infer the sampling step "
+                               "(fewer than two distinct timestamps)")
     values, counts = np.unique(gaps, return_counts=True)
     return float(values[np.argmax(counts)])
 
@@ -283,7 +300,7 @@ def _rules(rules: Any, step_s: float, metrics: Iterable[str]) -> list[AlertRule]
         return list(load_rules(rules))
     if isinstance(rules, (AlertRule, Mapping)):
         rules = [rules]
-    return [AlertRule.model_validate(dict(r)) if isinstance(r, Mapping) else r for r in rules]
+    return [rule_from_dict(r) if isinstance(r, Mapping) else r for r in rules]
 
 
 # -- the two replays -----------------------------------------------------------
@@ -488,6 +505,7 @@ def backtest(rules: Any, data: Any, labels: Any = None, *, step: float | str | N
     if path not in _PATHS:
         raise ValueError(f"path must be one of {_PATHS}, got {path!r}")
     ts, metrics, data_name = load_data(data)
+    ts, metrics, reordered = _in_time_order(ts, metrics)
     step_s = infer_step(ts) if step is None else parse_duration(step)
     if not step_s > 0:
         raise ValueError(f"step must be > 0, got {step!r}")
@@ -504,7 +522,17 @@ def backtest(rules: Any, data: Any, labels: Any = None, *, step: float | str | N
     use_vec = path == "vectorised" or (path == "auto" and obstacle is None)
     replay = (_replay_vectorised if use_vec else _replay_streaming)(ts, metrics, rule_list, step_s)
     return BacktestResult(ts, metrics, rule_list, windows, step_s, replay,
-                          "vectorised" if use_vec else "streaming", obstacle, data_name)
+                          "vectorised" if use_vec else "streaming", obstacle, data_name,
+                          reordered)
+
+
+def _in_time_order(ts: np.ndarray, metrics: dict) -> tuple[np.ndarray, dict, int]:
+    """The rows sorted by timestamp (stable) and how many of them moved."""
+    if len(ts) < 2 or bool((np.diff(ts) >= 0).all()):
+        return ts, metrics, 0
+    order = np.argsort(ts, kind="stable")
+    moved = int((order != np.arange(len(ts))).sum())
+    return ts[order], {k: np.asarray(v)[order] for k, v in metrics.items()}, moved
 
 
 # -- the result -------------------------------------------------------------------
@@ -525,6 +553,9 @@ class BacktestResult:
         firing rows as detections, as written by ``--alerts-out``; NaN without
         labelled windows).
         ``overall`` is "any rule firing".
+        ``rows_reordered`` counts input rows that were out of time order
+        (sorted before the replay); ``engine`` holds the engine's accepted
+        and dropped point counts.
     timestamps : numpy.ndarray
     values : dict of numpy.ndarray
     rules : list of AlertRule
@@ -537,7 +568,7 @@ class BacktestResult:
     """
 
     def __init__(self, ts, metrics, rules, windows, step_s, replay: _Replay, path, obstacle,
-                 data_name) -> None:
+                 data_name, rows_reordered: int = 0) -> None:
         self.timestamps = ts
         self.values = metrics
         self.rules = rules
@@ -546,6 +577,7 @@ class BacktestResult:
         self.path = path
         self.vectorised_obstacle = obstacle
         self.data_name = data_name
+        self.rows_reordered = rows_reordered
         self.events: list[BacktestEvent] = replay.events
         self.eval_ts = replay.eval_ts
         self.row_eval = replay.row_eval
@@ -597,7 +629,7 @@ class BacktestResult:
                     for j, rule in enumerate(self.rules)}
         overall = self._measures(self.alert, self.onsets.any(axis=1))
         return {"rules": per_rule, "overall": overall, "rows": int(len(self.timestamps)),
-                "step_s": self.step, "path": self.path,
+                "rows_reordered": self.rows_reordered, "step_s": self.step, "path": self.path,
                 "engine": self.engine_stats}
 
     def metrics_table(self) -> str:
@@ -619,7 +651,23 @@ class BacktestResult:
         widths = [max(len(row[i]) for row in lines + [heads]) for i in range(len(heads))]
         fmt_row = lambda row: "  ".join(c.rjust(w) if i else c.ljust(w)    # noqa: E731
                                         for i, (c, w) in enumerate(zip(row, widths)))
-        return "\n".join([fmt_row(heads)] + [fmt_row(r) for r in lines])
+        return "\n".join([fmt_row(heads)] + [fmt_row(r) for r in lines] + self._table_notes())
+
+    def _table_notes(self) -> list[str]:
+        """What a reader of the table must know: reordered rows, dropped points."""
+        notes = []
+        n = len(self.timestamps)
+        if self.rows_reordered:
+            notes.append(f"note: {self.rows_reordered} of {n} rows were out of time order; "
+                         f"they were sorted by timestamp (stable) before the replay")
+        dropped = {k: v for k, v in self.engine_stats.get("dropped", {}).items() if v}
+        if dropped:
+            total = sum(dropped.values())
+            points = self.engine_stats.get("accepted", 0) + total
+            why = ", ".join(f"{k}={v}" for k, v in dropped.items())
+            notes.append(f"note: the engine dropped {total} of {points} points ({why}); "
+                         f"the scores above leave them out")
+        return notes
 
     def to_frame(self):
         """One row per input row: timestamp, metric values, per rule its state,

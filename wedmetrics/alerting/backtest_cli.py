@@ -21,11 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("files", nargs="+", metavar="[rules.yaml] data.csv")
     p.add_argument("--labels", help="NAB combined_windows.json or a JSON list of [start, end] pairs")
     p.add_argument("--plot", help="write the plot to this PNG")
-    p.add_argument("--alerts-out", help="write timestamp,alert (1 while a rule fires) per input row")
+    p.add_argument("--alerts-out", help="write timestamp,alert (1 while a rule fires) per input "
+                                        "row, in time order")
     p.add_argument("--json", help="write the metrics as JSON")
-    p.add_argument("--step", help="sampling period (default: most common gap)")
+    p.add_argument("--step", type=_step, help="sampling period: seconds (300) or a duration "
+                                              "(5m); default the most common gap")
     p.add_argument("--path", choices=("auto", "vectorised", "streaming"), default="auto")
     return p
+
+
+def _step(text: str) -> "float | str":
+    """``--step 300`` means seconds, as ``step=300`` does in Python; ``5m`` stays a duration."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _jsonable(obj):
@@ -43,10 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"backtest: expected [rules.yaml] data.csv, got {len(args.files)} files", file=sys.stderr)
         return 2
     rules_path, data_path = (args.files if len(args.files) == 2 else (None, args.files[0]))
-    from .backtest import backtest
+    from .backtest import UnknownStepError, backtest
 
     try:
         result = backtest(rules_path, data_path, labels=args.labels, step=args.step, path=args.path)
+    except UnknownStepError as e:
+        print(f"backtest: {e.reason}; give --step", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"backtest: {e}", file=sys.stderr)
         return 2

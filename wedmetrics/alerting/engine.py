@@ -43,6 +43,7 @@ import numpy as np
 from wedmetrics.clock import parse_duration
 
 from .evaluation import FIRING, INACTIVE, PENDING, RESOLVED, STATE_NAMES, StateTable, TickResult, step
+from .loading import rule_from_dict
 from .matchers import matches_all, parse_matchers
 from .notification import FIRING as STATUS_FIRING
 from .notification import RESOLVED as STATUS_RESOLVED
@@ -407,17 +408,19 @@ class AlertEngine:
     def add_rule(self, rule) -> AlertRule:
         """Add a rule (an :class:`AlertRule` or a dict); returns the validated rule.
 
+        A rule may name a metric that has no series yet, as Prometheus rules
+        may: it waits, with no alert instance, and evaluates each series of
+        the metric from the tick after the series appears.
+
         Raises
         ------
-        pydantic.ValidationError
-            For an invalid dict (naming the field).
         RuleError
-            For a duplicate name, a metric with no series, an anomaly ``step``
-            that is not a resolution of the engine, or a composite naming
-            unknown rules or forming a cycle.
+            For an invalid dict (naming the rule and the field), a duplicate
+            name, an anomaly ``step`` that is not a resolution of the engine,
+            or a composite naming unknown rules or forming a cycle.
         """
         if isinstance(rule, Mapping):
-            rule = AlertRule.model_validate(dict(rule))
+            rule = rule_from_dict(rule)
         elif not isinstance(rule, AlertRule):
             raise TypeError(f"add_rule takes an AlertRule or a dict, got {type(rule).__name__}")
         with self._lock:
@@ -425,9 +428,10 @@ class AlertEngine:
                 raise RuleError(f"rule {rule.name!r}: name: a rule with this name already exists")
             if rule.reads_metric:
                 if not self.engine.series_list(rule.metric):
-                    known = sorted(self.engine.names())
-                    raise RuleError(f"rule {rule.name!r}: metric: no series named {rule.metric!r} "
-                                    f"in the engine (known: {known[:20]})")
+                    # a typo waits too: say so where someone may look
+                    log.info("rule %r reads %r, which has no series yet; it waits for one "
+                             "(known names: %s)", rule.name, rule.metric,
+                             sorted(self.engine.names())[:20])
                 if isinstance(rule, AnomalyRule):
                     try:
                         self.engine.aggregation.level_of(rule.step)
@@ -458,7 +462,7 @@ class AlertEngine:
 
     def add_rules(self, rules: Iterable) -> list[AlertRule]:
         """Add several rules (composites may refer to rules later in the list)."""
-        rules = [AlertRule.model_validate(dict(r)) if isinstance(r, Mapping) else r for r in rules]
+        rules = [rule_from_dict(r) if isinstance(r, Mapping) else r for r in rules]
         pending = list(rules)
         added = []
         while pending:

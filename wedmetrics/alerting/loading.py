@@ -29,7 +29,7 @@ import yaml
 
 from .rules import AlertRule, RuleError
 
-__all__ = ["load_rules", "parse_rules"]
+__all__ = ["load_rules", "parse_rules", "rule_from_dict"]
 
 
 def _field_errors(e: pydantic.ValidationError) -> str:
@@ -40,10 +40,31 @@ def _field_errors(e: pydantic.ValidationError) -> str:
         if loc and isinstance(loc[0], str) and loc[0] in ("threshold", "rate_of_change", "absence",
                                                           "anomaly", "composite"):
             loc = loc[1:]
+        kind = err["loc"][0] if len(err["loc"]) > len(loc) else None
         where = ".".join(str(x) for x in loc) or "kind"
         msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = f"missing; a {kind} rule needs it" if kind else "missing"
         parts.append(f"{where}: {msg}")
     return "; ".join(parts)
+
+
+def rule_from_dict(data: Mapping, where: str | None = None) -> AlertRule:
+    """Validate one rule given as a dict.
+
+    Raises
+    ------
+    RuleError
+        Naming ``where`` (default: the rule by its name) and each field
+        that is wrong or missing, in place of pydantic's raw report.
+    """
+    if where is None:
+        name = data.get("name")
+        where = "rule" + (f" {name!r}" if isinstance(name, str) else "")
+    try:
+        return AlertRule.model_validate(dict(data))
+    except pydantic.ValidationError as e:
+        raise RuleError(f"{where}: {_field_errors(e)}") from None
 
 
 def parse_rules(data: Any, source: str = "rules") -> list[AlertRule]:
@@ -69,10 +90,7 @@ def parse_rules(data: Any, source: str = "rules") -> list[AlertRule]:
         where = f"{source}: rules[{i}]" + (f" {name!r}" if isinstance(name, str) else "")
         if not isinstance(item, Mapping):
             raise RuleError(f"{where}: a rule must be a mapping, got {type(item).__name__}")
-        try:
-            rule = AlertRule.model_validate(dict(item))
-        except pydantic.ValidationError as e:
-            raise RuleError(f"{where}: {_field_errors(e)}") from None
+        rule = rule_from_dict(item, where)
         if rule.name in seen:
             raise RuleError(f"{where}: name: {rule.name!r} is already used by rules[{seen[rule.name]}]")
         seen[rule.name] = i

@@ -41,6 +41,7 @@ import re
 import smtplib
 import socket
 import ssl
+import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -65,6 +66,7 @@ __all__ = [
     "SIGNATURE_HEADER",
     "TIMESTAMP_HEADER",
     "DELIVERY_ID_HEADER",
+    "RESPONSE_BODY_LIMIT",
 ]
 
 SIGNATURE_HEADER = "X-Wedmetrics-Signature"
@@ -74,6 +76,9 @@ _USER_AGENT = "wedmetrics-notifier/0.1"
 # An error body is quoted in DeliveryError to help debugging; keep it short so
 # a chatty server cannot flood logs and dead letters.
 _ERROR_BODY_CHARS = 200
+#: Bytes of an HTTP response body a notifier reads at most; the rest is never
+#: read (the connection is closed), so a huge answer costs no memory or time.
+RESPONSE_BODY_LIMIT = 4096
 
 Message = Notification | NotificationGroup
 
@@ -177,7 +182,10 @@ class Notifier(abc.ABC):
         Channel name used in routing, counters and dead letters; defaults to
         the class's :attr:`kind`.  Two channels of one kind need two names.
     timeout : float
-        Seconds for each network operation of one attempt.
+        Seconds one attempt may take.  HTTP channels enforce it as a deadline
+        over the whole attempt (connect, TLS, request, status, headers,
+        body), so a server trickling one byte a second cannot hold an
+        attempt longer; email bounds each SMTP operation by it.
     """
 
     #: Short protocol name, the default channel name.
@@ -482,7 +490,97 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises HTTPError with the 3xx status
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+class _Deadline:
+    """Cuts the connections of one HTTP attempt when its time is up.
+
+    Socket timeouts bound each read, not the attempt: a server sending a
+    byte just before every timeout would hold it for ever.  A timer shuts the
+    attempt's sockets down at the deadline instead, which ends any blocked
+    read at once (TLS included: the shutdown is on the connection, not on
+    the Python object).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.name = "wedmetrics-http-deadline"
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+        self._timer.join()    # at once: cancel() wakes it; no thread outlives the attempt
+        with self._lock:
+            for s in self._sockets:
+                s.close()
+            self._sockets.clear()
+
+    def watch(self, sock: socket.socket) -> None:
+        """Cut ``sock`` at the deadline (a duplicate is kept: the TLS layer
+        takes the original over)."""
+        with self._lock:
+            if self.expired:
+                sock.close()
+                raise TimeoutError(f"deadline of {self.seconds:g}s passed")
+            self._sockets.append(sock.dup())
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass   # already closed by the other side
+
+
+def _deadline_connection(base: type, deadline: _Deadline) -> type:
+    """``base`` (HTTP or HTTPS connection) whose sockets ``deadline`` watches."""
+
+    class Connection(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            create = self._create_connection
+
+            def create_watched(*a: Any, **kw: Any) -> socket.socket:
+                sock = create(*a, **kw)
+                deadline.watch(sock)
+                return sock
+
+            self._create_connection = create_watched
+
+    return Connection
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._connection = _deadline_connection(http.client.HTTPConnection, deadline)
+
+    def http_open(self, req):  # noqa: D401 - urllib hook
+        return self.do_open(self._connection, req)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__()
+        self._connection = _deadline_connection(http.client.HTTPSConnection, deadline)
+
+    def https_open(self, req):  # noqa: D401 - urllib hook
+        return self.do_open(self._connection, req, context=self._context)
+
+
+def _opener(deadline: _Deadline) -> urllib.request.OpenerDirector:
+    # per attempt, so that the handlers know its deadline; proxies from the
+    # environment still apply (build_opener adds ProxyHandler)
+    return urllib.request.build_opener(_NoRedirect, _DeadlineHTTPHandler(deadline),
+                                       _DeadlineHTTPSHandler(deadline))
 
 
 def _check_http_url(url: Any, what: str) -> urllib.parse.SplitResult:
@@ -541,13 +639,26 @@ class _HttpNotifier(Notifier):
         self._shown = _shown_url(parts, keep_path=keep_path)
 
     def _post(self, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST within ``timeout`` (a deadline for the whole attempt), reading at
+        most :data:`RESPONSE_BODY_LIMIT` bytes of the answer."""
         req = urllib.request.Request(str(self._url.reveal()), data=body, method="POST")
         req.add_header("User-Agent", _USER_AGENT)
+        req.add_header("Connection", "close")
         for k, v in headers.items():
             req.add_header(k, v)
+        with _Deadline(self.timeout) as deadline:
+            return self._attempt(req, deadline)
+
+    def _timed_out(self) -> DeliveryError:
+        return self._error(f"POST {self._shown} failed: timed out (no complete answer within "
+                           f"timeout={self.timeout:g}s)")
+
+    def _attempt(self, req: urllib.request.Request, deadline: _Deadline) -> int:
         try:
-            with _OPENER.open(req, timeout=self.timeout) as resp:
-                resp.read()  # drain so the connection closes cleanly
+            with _opener(deadline).open(req, timeout=self.timeout) as resp:
+                resp.read(RESPONSE_BODY_LIMIT)   # the rest is dropped with the connection
+                if deadline.expired:
+                    raise TimeoutError("deadline passed while reading the answer")
                 return resp.status
         except urllib.error.HTTPError as e:
             status = e.code
@@ -566,6 +677,8 @@ class _HttpNotifier(Notifier):
                 retry_after=_retry_after(e.headers),
             ) from None
         except urllib.error.URLError as e:
+            if deadline.expired:   # whatever the cut connection raised
+                raise self._timed_out() from None
             reason = e.reason if isinstance(e.reason, BaseException) else OSError(str(e.reason))
             if isinstance(reason, ssl.SSLCertVerificationError):  # configuration, not weather: do not retry
                 raise self._error(
@@ -573,6 +686,8 @@ class _HttpNotifier(Notifier):
                 ) from None
             raise self._error(f"POST {self._shown} failed: {_describe_os_error(reason)}") from None
         except (OSError, http.client.HTTPException) as e:  # timeouts while reading, resets, bad status lines
+            if deadline.expired:
+                raise self._timed_out() from None
             raise self._error(f"POST {self._shown} failed: {_describe_os_error(e)}") from None
 
 

@@ -21,7 +21,8 @@ from ..aggregation import WindowStats
 from ..buckets import SERIES_KINDS, BucketBatch, SeriesKey
 from ..clock import parse_duration
 
-__all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "check_key",
+__all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "PermanentWriteError",
+           "check_org_id", "ORG_ID_MAX_BYTES", "check_key",
            "check_text", "key_problem", "key_digest", "labels_text", "labels_from_text",
            "parse_retention", "merge_rows", "state_json", "new_writer_id", "check_writer_id",
            "merge_writer_rows", "WRITER_ID_MAX", "backend_series_ids"]
@@ -29,6 +30,37 @@ __all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "chec
 
 class InvalidKeyError(ValueError):
     """A series name or label that no backend can store unchanged."""
+
+
+class PermanentWriteError(Exception):
+    """The database refused a write in a way no retry can cure: data it cannot
+    hold (a PostgreSQL data exception, SQLite's "too big"), a server limit.
+
+    Backends raise it instead of the driver's error (chained as
+    ``__cause__``); the flusher narrows such a batch down to the refused rows,
+    counts them in ``dropped["rejected"]`` and writes the others.
+    """
+
+
+#: Longest org id, in UTF-8 bytes, that every backend stores and indexes.
+ORG_ID_MAX_BYTES = 255
+
+
+def check_org_id(org_id) -> str:
+    """``org_id`` if every backend can store it; :class:`InvalidKeyError` otherwise.
+
+    One rule for every backend, checked when a backend is made: a non-empty
+    str of at most :data:`ORG_ID_MAX_BYTES` UTF-8 bytes (PostgreSQL cannot
+    index much longer keys), with no NUL character and no lone surrogate.
+    """
+    if not isinstance(org_id, str) or not org_id:
+        raise InvalidKeyError(f"org_id must be a non-empty str, got {org_id!r:.80}")
+    check_text("org_id", org_id)
+    size = len(org_id.encode("utf-8"))
+    if size > ORG_ID_MAX_BYTES:
+        raise InvalidKeyError(f"org_id is {size} bytes of UTF-8, longer than the "
+                              f"{ORG_ID_MAX_BYTES} every backend can store: {org_id!r:.80}")
+    return org_id
 
 
 @dataclass(frozen=True)

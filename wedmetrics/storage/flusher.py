@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..buckets import BucketBatch
-from .base import InvalidKeyError, key_problem
+from .base import InvalidKeyError, PermanentWriteError, key_problem
 
 __all__ = ["Flusher", "OVERFLOW_POLICIES"]
 
@@ -60,6 +60,11 @@ class Flusher:
     surrogate) are split off before writing and counted as
     ``dropped["invalid_key"]`` with the reason in ``last_error``: they could
     never be written, and must not hold back the rows that can.
+    A write the backend refuses for good (:class:`PermanentWriteError`: a
+    value the database cannot hold, a server limit) is no outage and is not
+    retried: the batch is halved until the refused rows stand alone; those
+    are counted as ``dropped["rejected"]`` (reason in ``last_error``) and
+    every other row is written.
     """
 
     def __init__(self, source: Callable[[], BucketBatch], backend, interval: float = 1.0,
@@ -91,7 +96,7 @@ class Flusher:
         self._next_attempt = 0.0
         self._stats = {"written": 0, "duplicates": 0, "retried": 0, "batches": 0,
                        "dropped": {"overflow": 0, "invalid_key": 0, "invalid_batch": 0,
-                                   "close_timeout": 0},
+                                   "rejected": 0, "close_timeout": 0},
                        "source_errors": 0, "last_error": None}
         self._stop = threading.Event()
         self._closed = False
@@ -199,6 +204,9 @@ class Flusher:
                         self._stats["last_error"] = f"{reason}: {exc}"
                     log.error("wedmetrics flusher: backend refused %d rows: %s", len(chunk), exc)
                     continue
+                except PermanentWriteError as exc:
+                    self._narrow_down(chunk, exc)
+                    continue
                 except Exception as exc:
                     self._put_back(chunk)
                     with self._lock:
@@ -215,6 +223,21 @@ class Flusher:
                     self._stats["written"] += int(new)
                     self._stats["duplicates"] += len(chunk) - int(new)
                     self._stats["batches"] += 1
+
+    def _narrow_down(self, chunk: BucketBatch, exc: PermanentWriteError) -> None:
+        """A write no retry can cure: halve the batch until the refused rows
+        stand alone, and drop only those (``dropped["rejected"]``)."""
+        if len(chunk) > 1:
+            half = len(chunk) // 2
+            with self._lock:
+                self._buffer.appendleft(chunk.take(slice(half, None)))
+                self._buffer.appendleft(chunk.take(slice(0, half)))
+                self._buffered += len(chunk)
+            return
+        with self._lock:
+            self._stats["dropped"]["rejected"] += 1
+            self._stats["last_error"] = f"rejected: {exc}"
+        log.error("wedmetrics flusher: the database refused a row for good: %s", exc)
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):

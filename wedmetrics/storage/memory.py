@@ -7,7 +7,7 @@ from typing import Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_writer_id,
+from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_org_id, check_writer_id,
                    labels_match, merge_rows, parse_retention, state_json)
 
 from .base import silence_json
@@ -39,9 +39,7 @@ class MemoryBackend:
 
     def __init__(self, org_id: str = "default", retention: dict | None = None,
                  store: dict | None = None, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
-        self.org_id = org_id
+        self.org_id = check_org_id(org_id)
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._store = store if store is not None else self.shared_store()

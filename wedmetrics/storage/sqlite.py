@@ -10,8 +10,8 @@ from typing import Callable, Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, backend_series_ids, batch_from_rows, check_batch,
-                   check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
+from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
+                   batch_from_rows, check_batch, check_org_id, check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
                    merge_rows, parse_retention, state_json)
 
 from .base import silence_json
@@ -161,10 +161,8 @@ class SQLiteBackend:
 
     def __init__(self, path, org_id: str = "default", retention: dict | None = None,
                  timeout: float = 10.0, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
+        self.org_id = check_org_id(org_id)
         self.path = str(path)
-        self.org_id = org_id
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._lock = threading.RLock()
@@ -189,8 +187,17 @@ class SQLiteBackend:
 
     # -- buckets ----------------------------------------------------------------
     def _series_ids(self, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
-        missing = [k for k in keys if k not in self._ids]
-        for key in missing:
+        """Ids of ``keys``, inserting the missing series; call inside a transaction.
+
+        Returns the ids this transaction inserted or looked up without
+        caching them: the caller caches them only after COMMIT.  An id cached
+        from a transaction that then rolled back (disk full) would name no
+        series row, and AUTOINCREMENT would hand it to the next new series.
+        """
+        fresh: dict[SeriesKey, int] = {}
+        for key in keys:
+            if key in self._ids or key in fresh:
+                continue
             digest = key_digest(key)
             self._db.execute(
                 "INSERT OR IGNORE INTO wm_series (org_id, digest, name, labels, kind) "
@@ -199,32 +206,42 @@ class SQLiteBackend:
             (sid,) = self._db.execute(
                 "SELECT series_id FROM wm_series WHERE org_id = ? AND digest = ?",
                 (self.org_id, digest)).fetchone()
-            self._ids[key] = sid
-        return self._ids
+            fresh[key] = sid
+        return fresh
 
     def write_buckets(self, batch: BucketBatch) -> int:
         check_batch(batch)
         if not len(batch):
             return 0
-        with self._lock, self._tx():
-            known = self._series_ids(batch.keys.values())
-            before = self._db.total_changes
-            n = len(batch)
-            rows = zip(backend_series_ids(batch, known).tolist(), batch.width.tolist(),
-                       batch.start.tolist(), batch.count.tolist(), batch.sum.tolist(),
-                       batch.min.tolist(), batch.max.tolist(), batch.sketch)
-            # many rows per statement: binding is the cost, stepping one
-            # statement per row nearly doubles it
-            values = itertools.chain.from_iterable(rows)
-            per = _ROWS_PER_INSERT
-            for _ in range(n // per):
-                params = [self.org_id, self.writer_id]
-                params.extend(itertools.islice(values, per * _ROW_VALUES))
-                self._db.execute(_MULTI_INSERT, params)
-            if n % per:
-                # one statement for the rest; its text is cached per row count
-                self._db.execute(_bucket_insert(n % per), [self.org_id, self.writer_id, *values])
-            return self._db.total_changes - before
+        with self._lock:
+            try:
+                with self._tx():
+                    fresh = self._series_ids(batch.keys.values())
+                    written = self._insert_buckets(batch, {**self._ids, **fresh})
+            except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
+                # "string or blob too big" and the like: the same rows fail every time
+                raise PermanentWriteError(f"SQLite refused the batch: {exc}") from exc
+            self._ids.update(fresh)      # committed: now the ids name stored series
+            return written
+
+    def _insert_buckets(self, batch: BucketBatch, known: dict[SeriesKey, int]) -> int:
+        before = self._db.total_changes
+        n = len(batch)
+        rows = zip(backend_series_ids(batch, known).tolist(), batch.width.tolist(),
+                   batch.start.tolist(), batch.count.tolist(), batch.sum.tolist(),
+                   batch.min.tolist(), batch.max.tolist(), batch.sketch)
+        # many rows per statement: binding is the cost, stepping one
+        # statement per row nearly doubles it
+        values = itertools.chain.from_iterable(rows)
+        per = _ROWS_PER_INSERT
+        for _ in range(n // per):
+            params = [self.org_id, self.writer_id]
+            params.extend(itertools.islice(values, per * _ROW_VALUES))
+            self._db.execute(_MULTI_INSERT, params)
+        if n % per:
+            # one statement for the rest; its text is cached per row count
+            self._db.execute(_bucket_insert(n % per), [self.org_id, self.writer_id, *values])
+        return self._db.total_changes - before
 
     def _lookup(self, key: SeriesKey) -> int | None:
         sid = self._ids.get(key)
@@ -399,8 +416,19 @@ class _Transaction:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
-            self._db.execute("COMMIT")
-        else:
+            try:
+                self._db.execute("COMMIT")
+                return
+            except BaseException:
+                # a COMMIT that fails (disk full while writing the WAL) may
+                # leave the transaction open; the next BEGIN would then fail
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        # SQLite may already have rolled back by itself (SQLITE_FULL, IOERR)
+        if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
 

@@ -34,9 +34,10 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, backend_series_ids, batch_from_rows, check_batch,
-                   check_text, check_writer_id, key_digest, labels_from_text, labels_match,
-                   labels_text, merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
+                   batch_from_rows, check_batch, check_org_id, check_text, check_writer_id,
+                   key_digest, labels_from_text, labels_match, labels_text, merge_rows,
+                   parse_retention, state_json)
 
 from .base import silence_json
 
@@ -118,9 +119,7 @@ class TimescaleBackend:
                  layout: str = "auto", retention: dict | None = None,
                  compress_after: str = "7 days", rollup_width=60.0,
                  connect_timeout: float = 5.0, writer_id: int | None = None) -> None:
-        if not isinstance(org_id, str) or not org_id:
-            raise ValueError(f"org_id must be a non-empty str, got {org_id!r}")
-        check_text("org_id", org_id)
+        check_org_id(org_id)
         if layout not in LAYOUTS:
             raise ValueError(f"layout must be one of {LAYOUTS}, got {layout!r}")
         if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
@@ -379,22 +378,32 @@ class TimescaleBackend:
 
     # -- series ids ------------------------------------------------------------
     def _series_ids(self, conn, keys: Iterable[SeriesKey]) -> dict[SeriesKey, int]:
+        """Ids of ``keys``, inserting the missing series in their own transaction.
+
+        The ids are cached only once that transaction has committed: a
+        connection lost before COMMIT must not leave ids that name no series
+        row, or the retry would store buckets no reader can find.
+        """
         missing = list({k for k in keys if k not in self._ids})
         if missing:
-            digests = [key_digest(k) for k in missing]
-            conn.execute(self._q(
-                "INSERT INTO {s}.wm_series (org_id, digest, name, labels, kind) "
-                "SELECT %s, d, n, l, k FROM unnest(%s::bytea[], %s::text[], %s::text[], "
-                "%s::text[]) AS u(d, n, l, k) ON CONFLICT (org_id, digest) DO NOTHING"),
-                (self.org_id, digests, [k.name for k in missing],
-                 [labels_text(k.labels) for k in missing], [k.kind for k in missing]))
-            rows = conn.execute(self._q(
-                "SELECT digest, series_id FROM {s}.wm_series "
-                "WHERE org_id = %s AND digest = ANY(%s)"), (self.org_id, digests)).fetchall()
-            by_digest = {bytes(d): sid for d, sid in rows}
-            for key, d in zip(missing, digests):
-                self._ids[key] = by_digest[d]
+            with conn.transaction():
+                fresh = self._insert_series(conn, missing)
+            self._ids.update(fresh)
         return self._ids
+
+    def _insert_series(self, conn, missing: list[SeriesKey]) -> dict[SeriesKey, int]:
+        digests = [key_digest(k) for k in missing]
+        conn.execute(self._q(
+            "INSERT INTO {s}.wm_series (org_id, digest, name, labels, kind) "
+            "SELECT %s, d, n, l, k FROM unnest(%s::bytea[], %s::text[], %s::text[], "
+            "%s::text[]) AS u(d, n, l, k) ON CONFLICT (org_id, digest) DO NOTHING"),
+            (self.org_id, digests, [k.name for k in missing],
+             [labels_text(k.labels) for k in missing], [k.kind for k in missing]))
+        rows = conn.execute(self._q(
+            "SELECT digest, series_id FROM {s}.wm_series "
+            "WHERE org_id = %s AND digest = ANY(%s)"), (self.org_id, digests)).fetchall()
+        by_digest = {bytes(d): sid for d, sid in rows}
+        return {key: by_digest[d] for key, d in zip(missing, digests)}
 
     def _lookup(self, conn, key: SeriesKey) -> int | None:
         sid = self._ids.get(key)
@@ -412,11 +421,17 @@ class TimescaleBackend:
         check_batch(batch)
         if not len(batch):
             return 0
-        return self._run(lambda conn: self._write(conn, batch))
+        try:
+            return self._run(lambda conn: self._write(conn, batch))
+        except (psycopg.DataError, psycopg.IntegrityError,
+                psycopg.errors.ProgramLimitExceeded) as exc:
+            # SQLSTATE classes 22, 23 and 54 (a timestamp out of range, a
+            # value too long): the same rows fail every time, however often retried
+            raise PermanentWriteError(f"PostgreSQL refused the batch ({exc.sqlstate}): "
+                                      f"{str(exc).strip()[:300]}") from exc
 
     def _write(self, conn, batch: BucketBatch) -> int:
-        with conn.transaction():
-            known = self._series_ids(conn, batch.keys.values())
+        known = self._series_ids(conn, batch.keys.values())
         sids = backend_series_ids(batch, known)
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
