@@ -34,7 +34,7 @@ from wedmetrics.alerting.received import format_time, parse_time
 from wedmetrics.alerting.routing import alert_labels
 from wedmetrics.alerting.silences import Silence
 
-__all__ = ["alertmanager_router", "API_PREFIX"]
+__all__ = ["alertmanager_router", "router", "API_PREFIX"]
 
 API_PREFIX = "/api/v2"
 
@@ -51,14 +51,33 @@ def _filter(filter_: Optional[list[str]]) -> list[Matcher]:
     return out
 
 
-def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
+def router(hub) -> APIRouter:
+    """The hub's part (``create_app``): the v2 API over the hub's alert engine.
+
+    Alertmanager's API has no tenants, so with hub tokens it answers
+    operators only (403 for an org's token); without tokens, everyone.
+    """
+    if hub.alerts is None:
+        return APIRouter()
+    from fastapi import Depends
+
+    from .errors import ApiError
+
+    async def operator(tenant=Depends(hub.limited)):
+        if not tenant.operator:
+            raise ApiError(403, "authorization", "the Alertmanager API is for operator tokens only")
+
+    return alertmanager_router(hub.alerts, dependencies=[Depends(operator)])
+
+
+def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=()) -> APIRouter:
     """Alertmanager's v2 API over ``alerts`` (an :class:`~wedmetrics.alerting.AlertEngine`).
 
     Uses only the engine's public parts: :meth:`~AlertEngine.receive_alerts`,
     its ``received`` alerts, ``dispatcher`` (silences, groups, routes) and
     :meth:`~AlertEngine.active`.
     """
-    router = APIRouter(prefix=prefix, tags=["alertmanager"])
+    api = APIRouter(prefix=prefix, tags=["alertmanager"], dependencies=list(dependencies))
     started = _dt.datetime.now(_dt.timezone.utc)
     dispatcher = alerts.dispatcher
     am_mode = dispatcher.config.alertmanager
@@ -114,7 +133,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
                 return False
         return matches_all(matchers, item["labels"])
 
-    @router.post("/alerts")
+    @api.post("/alerts")
     def post_alerts(body: Any = Body(...)):
         if not isinstance(body, list):
             return _error(400, "body must be a JSON list of alerts")
@@ -124,7 +143,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
             return _error(400, str(e))
         return JSONResponse(status_code=200, content=None)
 
-    @router.get("/alerts")
+    @api.get("/alerts")
     def get_alerts(active: bool = True, silenced: bool = True, inhibited: bool = True,
                    unprocessed: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
@@ -135,7 +154,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
         t = now()
         return [a for a in current_alerts(t) if wanted(a, active, silenced, inhibited, matchers, receiver)]
 
-    @router.get("/alerts/groups")
+    @api.get("/alerts/groups")
     def get_groups(active: bool = True, silenced: bool = True, inhibited: bool = True,
                    muted: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
@@ -152,15 +171,18 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
             members = [by_fp[fp] for fp in g["alerts"] if fp in by_fp
                        and wanted(by_fp[fp], active, silenced, inhibited, matchers, None)]
             if members:
-                out.append({"labels": g["labels"], "receiver": {"name": g["receiver"]}, "alerts": members})
+                # routeLabels: labels set on routes (newer Alertmanager); routes have none here
+                out.append({"labels": g["labels"], "receiver": {"name": g["receiver"]}, "routeLabels": {},
+                            "alerts": members})
         return out
 
     def gettable_silence(s: Silence, t: float) -> dict:
         return {"id": s.id, "status": {"state": s.state(t)}, "updatedAt": format_time(s.updated_at),
                 "matchers": [m.to_api() for m in s.matchers], "startsAt": format_time(s.starts_at),
-                "endsAt": format_time(s.ends_at), "createdBy": s.created_by, "comment": s.comment}
+                "endsAt": format_time(s.ends_at), "createdBy": s.created_by, "comment": s.comment,
+                "annotations": {}}
 
-    @router.get("/silences")
+    @api.get("/silences")
     def get_silences(filter: Optional[list[str]] = Query(None)):
         try:
             matchers = _filter(filter)
@@ -180,7 +202,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
                                 else x["startsAt"]))
         return out
 
-    @router.post("/silences")
+    @api.post("/silences")
     def post_silences(body: Any = Body(...)):
         if not isinstance(body, dict):
             return _error(400, "body must be a silence object")
@@ -208,14 +230,14 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
             return _error(400, str(e))
         return {"silenceID": stored.id}
 
-    @router.get("/silence/{silence_id}")
+    @api.get("/silence/{silence_id}")
     def get_silence(silence_id: str):
         try:
             return gettable_silence(dispatcher.silences.get(silence_id), now())
         except KeyError:
             return _error(404, f"silence {silence_id} not found")
 
-    @router.delete("/silence/{silence_id}")
+    @api.delete("/silence/{silence_id}")
     def delete_silence(silence_id: str):
         try:
             dispatcher.silences.expire(silence_id, now())
@@ -223,7 +245,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
             return _error(404, f"silence {silence_id} not found")
         return JSONResponse(status_code=200, content=None)
 
-    @router.get("/receivers")
+    @api.get("/receivers")
     def get_receivers():
         names: dict[str, None] = {}
 
@@ -235,7 +257,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
         walk(dispatcher.config.route)
         return [{"name": n} for n in names]
 
-    @router.get("/status")
+    @api.get("/status")
     def get_status(request: Request):
         am = alerts.alertmanager_config
         return {
@@ -246,4 +268,4 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX) -> APIRouter:
             "uptime": started.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
 
-    return router
+    return api
