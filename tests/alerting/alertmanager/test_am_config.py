@@ -275,3 +275,26 @@ def test_receiver_without_integrations_drops_and_counts():
     assert r.targets() == (None,)
     r.send(NotificationGroup((Notification("a", "R", "firing", "info", starts_at=0.0),), group_key="g"))
     assert r.dropped == 1
+
+
+def test_wedding_severity_has_its_own_label_and_never_overwrites_the_users():
+    import datetime as dt
+
+    saturday = dt.datetime(2026, 6, 13, 14, 0, tzinfo=dt.timezone.utc).timestamp()
+    clock = wm.ManualClock(saturday)
+    engine = wm.MetricsEngine(clock=clock)
+    cal = wm.WeddingCalendar([wm.Wedding(id="w1", org_id="acme", date="2026-06-13", timezone="Europe/London",
+                                         guest_count=100, start_time="14:00", end_time="23:00")])
+    alerts = wm.AlertEngine(engine, calendar=cal)
+    try:
+        engine.series("api.latency", labels={"wedding_id": "w1", "severity": "sev3"}).record(3.0)
+        engine.series("api.latency", labels={"wedding_id": "w1", "route": "/rsvp"}).record(3.0)
+        alerts.add_rule({"kind": "threshold", "name": "Slow", "metric": "api.latency", "stat": "max",
+                         "window": "1m", "op": ">", "threshold": 1.0, "severity": "warning"})
+        alerts.evaluate()
+        labels = sorted((a.labels.get("severity"), a.labels.get("wedding_severity")) for a in alerts.active())
+        # the user's own label stays; the rule's declared severity fills in; the raised level is apart
+        assert labels == [("sev3", "critical"), ("warning", "critical")]
+    finally:
+        alerts.close()
+        engine.close()
