@@ -1376,3 +1376,40 @@ void wm_core_memory_breakdown(const wm_core *c, int64_t out[WM_MEM_PARTS])
         }
     }
 }
+
+/* ---- restart ------------------------------------------------------------------ */
+
+int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk)
+{
+    if ((uint64_t)sid >= (uint64_t)c->n_series || level < 0 || level >= c->nlevels ||
+        !sk->count || !(fabs((double)idx) <= WM_IDX_LIMIT))
+        return WM_EORDER;
+    wm_series *s = c->series[sid];
+    wm_ring *r = &s->rings[level];
+    /* only before anything newer exists at this level: restores go coarse
+     * to fine, oldest first, before the first point */
+    if ((r->n && slot_idx(r, ring_at(r, r->n - 1)) >= idx) || (s->acc_mask >> level & 1u) ||
+        (level == 0 && s->n_open))
+        return WM_EORDER;
+    int up = level + 1;
+    int64_t parent = 0;
+    if (up < c->nlevels) {
+        parent = wm_floordiv(idx * c->ratios[level], c->ratios[up]);
+        if ((s->acc_mask >> up & 1u) && s->acc_idx[up] != parent) {
+            /* the previous parent is complete: it closes as usual (outbox
+             * included), built before this push may evict its children */
+            int64_t done = s->acc_idx[up];
+            s->acc_mask &= ~(1u << up);
+            if (build_parent(c, s, up, done, &c->build[up]) ||
+                close_bucket(c, s, up, done, &c->build[up]))
+                return WM_ENOMEM;
+        }
+    }
+    if (ring_push(c, r, c->retention[level], idx, sk))
+        return WM_ENOMEM;
+    if (up < c->nlevels) {
+        s->acc_mask |= 1u << up;
+        s->acc_idx[up] = parent;
+    }
+    return WM_OK;
+}

@@ -137,6 +137,15 @@ typedef struct {
 void wm_core_take_outbox(wm_core *c, wm_outbox *out);
 void wm_outbox_free(wm_outbox *o);
 
+/* Restart: put back a bucket an earlier run stored, as closed and already
+ * stored (it does not enter the outbox), so that the open coarse bucket above
+ * it resumes its content.  Call coarse levels first, oldest first, before any
+ * point of the series; a parent this completes closes as usual.  Returns
+ * WM_OK, WM_ENOMEM, or WM_EORDER (bad id, level or empty sketch, or not
+ * newer than what the level holds). */
+#define WM_EORDER (-3)
+int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk);
+
 int64_t wm_core_memory_bytes(const wm_core *c);
 /* Where the bytes are (for tests and tuning): series blocks, open buckets,
  * then slots and arena bytes of levels 0, 1, 2 and 3+, coarse accumulators'

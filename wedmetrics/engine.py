@@ -121,9 +121,13 @@ class MetricsEngine:
         self._restart = self._start_from_storage() if storage is not None else None
 
     def _start_from_storage(self) -> dict:
-        from .storage.resume import adopt_stored_series
+        from .storage.resume import adopt_stored_series, resume_open_buckets
 
-        return {"series": adopt_stored_series(self)}
+        report = {"series": adopt_stored_series(self)}
+        report["resumed"] = resumed = resume_open_buckets(self)
+        if resumed["stored_until"] is not None:
+            self._core.advance(resumed["stored_until"] + self.lateness)
+        return report
 
     # -- series ---------------------------------------------------------
     def _make_handle(self, name, labels, kind, exact):

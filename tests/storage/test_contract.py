@@ -251,6 +251,11 @@ class TestSeveralWriters:
         assert mine.count.tolist() == [5] * 10 and mine.sketch == b1.sketch
         theirs = one.read_buckets(key, 60.0, T0 + 360, 2e9, exclude_writer=one.writer_id)
         assert theirs.sketch == b2.sketch[1:]
+        # and one writer's rows alone (a restart resuming its own buckets)
+        only = two.read_buckets(key, 60.0, 0, 2e9, only_writer=one.writer_id)
+        assert only.count.tolist() == [5] * 10 and only.sketch == b1.sketch
+        only = one.read_buckets(key, 60.0, T0 + 360, 2e9, only_writer=two.writer_id)
+        assert only.sketch == b2.sketch[1:]
 
     def test_a_retry_stays_exactly_once_beside_another_writer(self, make_backend):
         one, two = make_backend("org-a"), make_backend("org-a")

@@ -115,6 +115,8 @@ cdef extern from "core.h" nogil:
     int wm_core_outbox_enabled(const wm_core *c)
     void wm_core_take_outbox(wm_core *c, wm_outbox *out)
     void wm_outbox_free(wm_outbox *o)
+    int WM_EORDER
+    int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk)
     int64_t wm_core_memory_bytes(const wm_core *c)
     int WM_MEM_PARTS
     void wm_core_memory_breakdown(const wm_core *c, int64_t *out)

@@ -691,6 +691,27 @@ cdef class Core:
         finally:
             wm_outbox_free(&o)
 
+    # -- restart ------------------------------------------------------------
+    def restore(self, sid, level, idx, sketch):
+        """Put back a bucket an earlier run stored: closed, not re-emitted.
+
+        ``sketch`` (count, sum, min, max and bins of the bucket) must have
+        the core's alpha and max_bins.  Call coarse levels first, oldest
+        first, before any point of the series; ``ValueError`` otherwise.
+        A coarse bucket the restored one completes closes as usual.
+        """
+        if not isinstance(sketch, Sketch):
+            raise TypeError(f"sketch must be a Sketch, got {type(sketch).__name__}")
+        cdef Sketch sk = <Sketch>sketch
+        if sk.s.base_alpha != self.alpha or sk.s.max_bins != <uint32_t>self.max_bins:
+            raise ValueError(f"sketch has alpha={sk.s.base_alpha!r}, max_bins={sk.s.max_bins}; "
+                             f"the core has {self.alpha!r}, {self.max_bins}")
+        cdef int rc = wm_core_restore(self.c, int(sid), int(level), int(idx), &sk.s)
+        if rc == WM_EORDER:
+            raise ValueError(f"cannot restore bucket {idx} of level {level} into series {sid}: "
+                             "bad id or level, empty, or not newer than what the level holds")
+        self._check(rc)
+
     def memory_bytes(self):
         """Bytes the core has allocated (slots, arenas, sketches, outbox)."""
         return wm_core_memory_bytes(self.c)

@@ -314,11 +314,11 @@ class Core:
                 s.accs[level] = None
                 self._close(s, level, acc)
 
-    def _close(self, s: _Series, level: int, b: _Bucket) -> None:
+    def _close(self, s: _Series, level: int, b: _Bucket, emit: bool = True) -> None:
         ring = s.rings[level]
         ring.push(b)
         ring.evict_through(b.idx - self.retention[level])
-        if self.outbox_enabled:
+        if emit and self.outbox_enabled:
             self._outbox.append((s, level, b))
         up = level + 1
         if up < len(self.widths):
@@ -331,6 +331,37 @@ class Core:
             if acc is None:
                 acc = s.accs[up] = _Bucket(parent, self._new_sketch())
             acc.absorb(b.count, b.sum, b.min, b.max, b.sketch)
+
+    # -- restart ----------------------------------------------------------
+    def restore(self, sid: int, level: int, idx: int, sketch: Sketch) -> None:
+        """Put back a bucket an earlier run stored: closed, not re-emitted.
+
+        ``sketch`` (count, sum, min, max and bins of the bucket) must have
+        the core's alpha and max_bins.  Call coarse levels first, oldest
+        first, before any point of the series; ``ValueError`` otherwise.
+        A coarse bucket the restored one completes closes as usual.
+        """
+        if not isinstance(sketch, Sketch):
+            raise TypeError(f"sketch must be a Sketch, got {type(sketch).__name__}")
+        if sketch.base_alpha != self.alpha or sketch.max_bins != self.max_bins:
+            raise ValueError(f"sketch has alpha={sketch.base_alpha!r}, max_bins="
+                             f"{sketch.max_bins}; the core has {self.alpha!r}, {self.max_bins}")
+        sid, level, idx = int(sid), int(level), int(idx)
+        with self.lock:
+            ok = 0 <= sid < len(self._series) and 0 <= level < len(self.widths) \
+                and sketch.count > 0 and abs(idx) <= IDX_LIMIT
+            if ok:
+                s = self._series[sid]
+                ring = s.rings[level]
+                ok = not (len(ring) and ring.idx[-1] >= idx) and s.accs[level] is None \
+                    and not (level == 0 and s.open0)
+            if not ok:
+                raise ValueError(f"cannot restore bucket {idx} of level {level} into series "
+                                 f"{sid}: bad id or level, empty, or not newer than what the "
+                                 "level holds")
+            b = _Bucket(idx, sketch.copy())
+            b.count, b.sum, b.min, b.max = sketch.count, sketch.sum, sketch.min, sketch.max
+            self._close(s, level, b, emit=False)
 
     # -- reading ----------------------------------------------------------
     def window(self, sids, lo: int, hi: int):

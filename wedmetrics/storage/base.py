@@ -162,11 +162,14 @@ class StorageBackend(Protocol):
         """
 
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
-                     exclude_writer: int | None = None) -> BucketBatch:
+                     exclude_writer: int | None = None,
+                     only_writer: int | None = None) -> BucketBatch:
         """Rows of one series and width with ``start <= bucket start < end``, sorted,
         one per bucket start: rows of several writers are merged (counts and
         sums add, min/max combine, sketches merge).  ``exclude_writer`` leaves
-        one writer's rows out (history: the engine's own rows are in memory)."""
+        one writer's rows out (history: the engine's own rows are in memory);
+        ``only_writer`` keeps only one writer's rows (a restart resuming its
+        own open buckets)."""
 
     def read_merged(self, name: str, width: float, start: float, end: float,
                     labels: dict | None = None) -> WindowStats:

@@ -82,14 +82,16 @@ class MemoryBackend:
         return written
 
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
-                     exclude_writer: int | None = None) -> BucketBatch:
+                     exclude_writer: int | None = None,
+                     only_writer: int | None = None) -> BucketBatch:
         with self._lock:
             sid = self._org("series").get(key)
             if sid is None:
                 return BucketBatch.empty()
             rows = self._org("buckets").get((sid, float(width)), {})
             chosen = [rows[s][w] for s in sorted(s for s in rows if start <= s < end)
-                      for w in sorted(rows[s]) if w != exclude_writer]
+                      for w in sorted(rows[s])
+                      if w != exclude_writer and (only_writer is None or w == only_writer)]
         return batch_from_rows(key, sid, float(width), chosen)
 
     def read_merged(self, name: str, width: float, start: float, end: float,

@@ -7,12 +7,33 @@ Two steps, both at engine start:
   ``names`` answer for them by name before they are recorded again.  They
   are ordinary series of the engine (ids come from the same core, so they
   never collide with live ones) and keep their stored kind.
+* :func:`resume_open_buckets` puts back, for each of those series, the
+  buckets this writer stored under coarse buckets it never stored (the open
+  minute, five minutes and hour of a process that was killed), so that
+  those coarse buckets close complete.  What a ``kill -9`` then loses is
+  only what had not reached the store at the finest level: the open and the
+  unflushed 1 s buckets (at most the lateness plus the flush interval).
+
+Resuming relies on two facts.  A writer stores a bucket only once it is
+closed, so a stored row is complete; and the flusher writes closed buckets
+in the order they closed, children before their parent, so per series the
+stored rows of one writer are a prefix of what it closed: every row at a
+level after the newest stored row one level up belongs to a parent never
+stored.  Only this writer's rows are read (``only_writer``): another live
+writer's open buckets are its own, and taking them would count them twice.
 """
 from __future__ import annotations
 
 import logging
+import math
 
-__all__ = ["adopt_stored_series"]
+from .._kernels import Sketch
+from ..buckets import SeriesKey
+
+__all__ = ["adopt_stored_series", "resume_open_buckets", "RESUME_LOOKBACK"]
+
+#: How far back (seconds) a restart looks for coarse buckets left open.
+RESUME_LOOKBACK = 86_400.0
 
 log = logging.getLogger("wedmetrics.storage")
 
@@ -44,3 +65,65 @@ def adopt_stored_series(engine) -> dict:
         log.warning("wedmetrics: %d stored series were not registered (cardinality cap or a "
                     "kind clash); their history stays readable by name", report["skipped"])
     return report
+
+
+def resume_open_buckets(engine, lookback: float = RESUME_LOOKBACK) -> dict:
+    """Restore, from this writer's stored rows, the buckets under every coarse
+    bucket it left open; returns a report (``buckets`` restored by
+    resolution, ``series`` touched, ``error``).
+
+    Call once at start, after :func:`adopt_stored_series` and before any
+    point; then move the core to ``report["stored_until"]`` plus the
+    lateness, so that a point for a bucket already stored is late, never
+    stored twice.  The coarse buckets whose end has passed then close (and
+    are stored by the flusher); the others stay open and keep filling.
+    """
+    names = [n for n, _ in engine.resolutions]
+    report = {"buckets": dict.fromkeys(names, 0), "series": 0, "error": None}
+    storage, core = engine.storage, engine._core
+    widths = [w for _, w in engine.resolutions]
+    own = storage.writer_id
+    now = engine.clock.now()
+    top = widths[-1]
+    lo = math.floor((now - lookback) / top) * top
+    hi = max(now, lo) + 1e9          # finite: every backend's time type holds it
+    newest_end = -math.inf
+    for h in engine.series_list():
+        key = SeriesKey.of(h.name, h.labels, h.kind)
+        try:
+            per_level = _rows_to_restore(storage, key, widths, lo, hi, own)
+        except Exception as exc:     # a store that fails mid-way: report, keep the rest
+            report["error"] = f"read_buckets({key.name!r}): {exc!r}"
+            log.warning("wedmetrics: resuming %r failed (%r); its open buckets start empty",
+                        key.name, exc)
+            continue
+        touched = False
+        for level in range(len(widths) - 2, -1, -1):     # coarse first, oldest first
+            rows = per_level[level]
+            for i in range(len(rows)):
+                core.restore(h.id, level, int(round(rows.start[i] / widths[level])),
+                             Sketch.from_bytes(rows.sketch[i]))
+                newest_end = max(newest_end, float(rows.start[i]) + widths[level])
+                report["buckets"][names[level]] += 1
+                touched = True
+        report["series"] += touched
+    # the old run's horizon had passed every stored bucket; the engine moves
+    # its own there (after replaying a write-ahead log, whose points one
+    # series' stored prefix must not make late for another)
+    report["stored_until"] = newest_end if newest_end > -math.inf else None
+    return report
+
+
+def _rows_to_restore(storage, key: SeriesKey, widths: list, lo: float, hi: float,
+                     own: int) -> list:
+    """Per level below the coarsest, this writer's rows whose parent it never
+    stored: those after the newest stored row one level up (the prefix rule)."""
+    out = [None] * len(widths)
+    since = lo
+    for level in range(len(widths) - 1, -1, -1):
+        rows = storage.read_buckets(key, widths[level], since, hi, only_writer=own)
+        if level < len(widths) - 1:
+            out[level] = rows
+        if len(rows):
+            since = max(since, float(rows.start[-1]) + widths[level])
+    return out

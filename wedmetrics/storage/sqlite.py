@@ -255,17 +255,21 @@ class SQLiteBackend:
         return sid
 
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
-                     exclude_writer: int | None = None) -> BucketBatch:
+                     exclude_writer: int | None = None,
+                     only_writer: int | None = None) -> BucketBatch:
         with self._lock:
             sid = self._lookup(key)
             if sid is None:
                 return BucketBatch.empty()
             args: tuple = (self.org_id, sid, float(width), float(start), float(end))
-            if exclude_writer is None:
-                rows = self._db.execute(_READ + _ORDER, args).fetchall()
-            else:
-                rows = self._db.execute(_READ + "AND writer_id != ? " + _ORDER,
-                                        args + (int(exclude_writer),)).fetchall()
+            sql = _READ
+            if exclude_writer is not None:
+                sql += "AND writer_id != ? "
+                args += (int(exclude_writer),)
+            if only_writer is not None:
+                sql += "AND writer_id = ? "
+                args += (int(only_writer),)
+            rows = self._db.execute(sql + _ORDER, args).fetchall()
         # rows of the same start from several writers become one
         return batch_from_rows(key, sid, float(width), rows)
 

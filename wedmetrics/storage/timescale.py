@@ -492,7 +492,8 @@ class TimescaleBackend:
 
     # -- reading buckets -------------------------------------------------------------
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
-                     exclude_writer: int | None = None) -> BucketBatch:
+                     exclude_writer: int | None = None,
+                     only_writer: int | None = None) -> BucketBatch:
         def read(conn):
             sid = self._lookup(conn, key)
             if sid is None:
@@ -504,6 +505,9 @@ class TimescaleBackend:
             if exclude_writer is not None:
                 q += "AND writer_id <> %s "
                 args += (int(exclude_writer),)
+            if only_writer is not None:
+                q += "AND writer_id = %s "
+                args += (int(only_writer),)
             rows = conn.execute(self._q(q + "ORDER BY bucket_start, writer_id"), args,
                                 binary=True).fetchall()
             # rows of the same start from several writers become one
