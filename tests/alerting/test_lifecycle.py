@@ -203,7 +203,7 @@ def test_one_instance_per_matching_series_with_templated_text(engine, alerts, cl
     alerts.evaluate()
     assert sorted(states(alerts, "SlowRoute").values()) == ["firing", "inactive"]
     (a,) = alerts.active()
-    assert a.labels == {"route": "/photos", "org": "acme", "team": "acme-web", "severity": "warning"}
+    assert a.labels == {"route": "/photos", "org": "acme", "team": "acme-web"}
     assert a.annotations["summary"] == "/photos p95 is 0.90s (> 0.5)"
     # a series created later gets its own instance at the next tick
     engine.series("api.latency", labels={"route": "/new", "org": "acme"}).record(2.0)
@@ -253,7 +253,7 @@ def test_absence_fires_when_a_series_goes_quiet(engine, alerts, clock):
     clock.advance(1)
     alerts.evaluate()
     assert only_state(alerts, "Silent") == "firing"
-    assert alerts.active()[0].labels == {"venue": "kew", "severity": "warning"}
+    assert alerts.active()[0].labels == {"venue": "kew"}
     h.record(1.0)
     alerts.evaluate()
     assert only_state(alerts, "Silent") == "resolved"

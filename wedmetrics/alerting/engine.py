@@ -886,10 +886,8 @@ class AlertEngine:
         ctx = self._context(inst, severity)
         labels = dict(inst.labels)
         labels.update({k: t.render(ctx) for k, t in rule.compiled_labels().items()})
-        # The user's own severity label stays as written; the rule's declared
-        # severity fills in when there is none.  The wedding-aware level
-        # (raised on a wedding day) has its own label.
-        labels.setdefault("severity", Severity.parse(rule.severity).label)
+        # The user's own labels stay as written (a "severity" label included);
+        # the wedding-aware level (raised on a wedding day) has its own label.
         if self.policy is not None:
             labels[WEDDING_SEVERITY] = Severity.parse(severity).label
         annotations = {k: t.render(ctx) for k, t in rule.compiled_annotations().items()}

@@ -37,10 +37,10 @@ Semantics follow Alertmanager, whose behaviour on-call engineers know:
 
 Labels seen by matchers are the alert's labels plus ``alertname`` (its
 rule, unless the labels already have one) and ``wedding_id`` (when set).
-A user's ``severity`` label is never changed; the alert engine adds the
-rule's severity as ``severity`` only when the labels have none, and the
-wedding-aware level (possibly raised for a wedding day) as
-``wedding_severity`` when it runs with a calendar.
+A user's ``severity`` label is never changed: the alert's severity fills
+``severity`` in only where the labels have none.  The wedding-aware level
+(possibly raised for a wedding day) is ``wedding_severity``, a label of its
+own (the alert engine sets it when it runs with a calendar).
 """
 from __future__ import annotations
 

@@ -292,9 +292,16 @@ def test_wedding_severity_has_its_own_label_and_never_overwrites_the_users():
         alerts.add_rule({"kind": "threshold", "name": "Slow", "metric": "api.latency", "stat": "max",
                          "window": "1m", "op": ">", "threshold": 1.0, "severity": "warning"})
         alerts.evaluate()
-        labels = sorted((a.labels.get("severity"), a.labels.get("wedding_severity")) for a in alerts.active())
-        # the user's own label stays; the rule's declared severity fills in; the raised level is apart
-        assert labels == [("sev3", "critical"), ("warning", "critical")]
+        from wedmetrics.alerting.routing import alert_labels
+
+        views = sorted(alerts.active(), key=lambda a: a.labels.get("severity", ""))
+        # the user's own label stays as written; the raised level has its own label
+        assert [(a.labels.get("severity"), a.labels["wedding_severity"]) for a in views] == [
+            (None, "critical"), ("sev3", "critical")]
+        seen = [alert_labels(alerts.notification_for(a.id)) for a in views]
+        # routing falls back to the alert's severity only where the user wrote none
+        assert [(s["severity"], s["wedding_severity"]) for s in seen] == [("critical", "critical"),
+                                                                          ("sev3", "critical")]
     finally:
         alerts.close()
         engine.close()
