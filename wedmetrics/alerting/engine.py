@@ -53,12 +53,10 @@ from .rules import (AbsenceRule, AlertRule, AnomalyRule, CompositeRule, RateOfCh
 from .silences import Silence
 from wedmetrics.storage.base import AlertEvent
 
-__all__ = ["AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "WEDDING_SEVERITY", "fingerprint"]
+__all__ = ["AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "fingerprint"]
 
 log = logging.getLogger("wedmetrics.alerting")
 
-#: Label holding the wedding-aware severity (the rule's, raised on a wedding day).
-WEDDING_SEVERITY = "wedding_severity"
 #: Receiver name of the default route: every notifier channel.
 ALL_RECEIVERS = "all"
 #: ``group_interval`` of the default route (seconds).
@@ -305,7 +303,7 @@ class AlertEngine:
             routing = am.routing
             if calendar is not None and wedding_defaults:
                 routing = routing.model_copy(update={"inhibit_rules": routing.inhibit_rules
-                                                     + (DEFAULT_INHIBIT_RULE,)})
+                                                     + (DEFAULT_INHIBIT_RULE,), "wedding_labels": True})
             channels_by_name = {r.name: r for r in am.notifiers()}
             for n in notifiers:
                 known = channels_by_name.get(n.name)
@@ -886,10 +884,6 @@ class AlertEngine:
         ctx = self._context(inst, severity)
         labels = dict(inst.labels)
         labels.update({k: t.render(ctx) for k, t in rule.compiled_labels().items()})
-        # The user's own labels stay as written (a "severity" label included);
-        # the wedding-aware level (raised on a wedding day) has its own label.
-        if self.policy is not None:
-            labels[WEDDING_SEVERITY] = Severity.parse(severity).label
         annotations = {k: t.render(ctx) for k, t in rule.compiled_annotations().items()}
         started = float(self._table.fired_at[inst.row])
         inst.episode = {"severity": severity, "labels": labels, "annotations": annotations,

@@ -182,6 +182,10 @@ class RoutingConfig(pydantic.BaseModel):
         matchers see the alert's labels only (no ``alertname``/``severity``
         filled in from the alert's fields) and the root route may not have
         mute or active intervals.
+    wedding_labels : bool, optional
+        Whether matchers see ``wedding_severity`` (the alert's wedding-aware
+        severity) where its labels have none; default: unless ``alertmanager``.
+        ``AlertEngine(config=..., calendar=...)`` turns it on with the wedding defaults.
 
     Raises
     ------
@@ -197,6 +201,7 @@ class RoutingConfig(pydantic.BaseModel):
     mute_time_intervals: tuple[MuteInterval, ...] = ()
     escalation_policies: tuple[EscalationPolicy, ...] = ()
     alertmanager: bool = False
+    wedding_labels: Optional[bool] = None
 
     @pydantic.model_validator(mode="after")
     def _references(self) -> "RoutingConfig":
@@ -310,18 +315,21 @@ class RouteNode:
         return {k: labels[k] for k in sorted(self.group_by) if k in labels}
 
 
-def alert_labels(alert: Notification, alertmanager: bool = False) -> dict[str, str]:
+def alert_labels(alert: Notification, alertmanager: bool = False,
+                 wedding: Optional[bool] = None) -> dict[str, str]:
     """The label set matchers see.
 
     The alert's labels as they are; unless ``alertmanager`` (exact
-    Alertmanager semantics), missing ``alertname``, ``severity`` and
-    ``wedding_severity`` are filled in from the alert's rule and severity.
+    Alertmanager semantics), missing ``alertname`` and ``severity`` are filled
+    in from the alert's rule and severity, and (``wedding``, default: unless
+    ``alertmanager``) ``wedding_severity`` from its wedding-aware severity.
     A label the alert has is never overwritten.  ``wedding_id`` is added when set.
     """
     labels = dict(alert.labels)
     if not alertmanager:
         labels.setdefault("alertname", alert.rule)
         labels.setdefault("severity", alert.severity.label)
+    if (not alertmanager) if wedding is None else wedding:
         labels.setdefault("wedding_severity", alert.severity.label)
     if alert.wedding_id:
         labels["wedding_id"] = alert.wedding_id
@@ -523,7 +531,7 @@ class Dispatcher:
 
     def muted_by(self, alert: Notification, now: float, node: Optional[RouteNode] = None) -> dict[str, list[str]]:
         """Why an alert would be left out at ``now``: silence ids, inhibiting alert ids, mute intervals."""
-        labels = alert_labels(alert, self.config.alertmanager)
+        labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
         with self._lock:
             reasons = {"silenced_by": self.silences.silenced_by(labels, now),
                        "inhibited_by": self._inhibitors(alert.alert_id, labels)}
@@ -559,7 +567,7 @@ class Dispatcher:
 
     def _insert(self, alert: Notification, now: float) -> None:
         fp = alert.alert_id
-        labels = alert_labels(alert, self.config.alertmanager)
+        labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
         if alert.status == FIRING:
             self._firing[fp] = alert
         else:
@@ -620,7 +628,7 @@ class Dispatcher:
         if self._sources is None:
             self._sources = [{} for _ in rules]
             for src_fp, src in self._firing.items():
-                src_labels = self._labels.get(src_fp) or alert_labels(src, self.config.alertmanager)
+                src_labels = self._labels.get(src_fp) or alert_labels(src, self.config.alertmanager, self.config.wedding_labels)
                 for rule, index in zip(rules, self._sources):
                     if matches_all(rule.source_matchers, src_labels):
                         key = tuple(src_labels.get(name, "") for name in rule.equal)
@@ -654,7 +662,7 @@ class Dispatcher:
         for fp in sorted(group.alerts):
             alert = group.alerts[fp]
             # From the alert itself: a regrouped alert's old version has other labels.
-            labels = alert_labels(alert, self.config.alertmanager)
+            labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
             if self.silences.silenced_by(labels, now):
                 self._stats["silenced"] += 1
             elif self._inhibitors(fp, labels):

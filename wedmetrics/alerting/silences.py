@@ -60,8 +60,10 @@ class Silence(pydantic.BaseModel):
     matcher, and at least one that does not match the empty string (a
     silence of only ``x=""`` / ``x=~".*"`` matchers would mute every alert);
     ``ends_at`` not before ``starts_at`` (equal is valid); the silence is
-    *pending* before ``starts_at``, *active* from ``starts_at`` to ``ends_at``
-    inclusive, *expired* after.
+    *pending* before ``starts_at``, *active* on ``[starts_at, ends_at)``,
+    *expired* from ``ends_at`` on.  (Alertmanager counts the instant
+    ``ends_at`` as active; here a silence expired "now" no longer mutes now,
+    which matters on a manual clock and nowhere else.)
 
     Parameters
     ----------
@@ -81,7 +83,7 @@ class Silence(pydantic.BaseModel):
     --------
     >>> s = Silence(matchers=['wedding_id="w1"'], starts_at=0, ends_at=3600,
     ...             created_by="ana", comment="venue wifi swap")
-    >>> s.state(-1), s.state(10), s.state(3600), s.state(3601)
+    >>> s.state(-1), s.state(10), s.state(3599.5), s.state(3600)
     ('pending', 'active', 'active', 'expired')
     """
 
@@ -123,16 +125,16 @@ class Silence(pydantic.BaseModel):
         """``"pending"``, ``"active"`` or ``"expired"`` at ``now``."""
         if now < self.starts_at:
             return PENDING
-        if now > self.ends_at:
+        if now >= self.ends_at:
             return EXPIRED
         return ACTIVE
 
     def active(self, now: float) -> bool:
-        """True from ``starts_at`` to ``ends_at``, both included."""
+        """True on ``[starts_at, ends_at)``."""
         return self.state(now) == ACTIVE
 
     def expired(self, now: float) -> bool:
-        """True after ``ends_at``."""
+        """True from ``ends_at`` on."""
         return self.state(now) == EXPIRED
 
     def mutes(self, labels: Mapping[str, str], now: float) -> bool:

@@ -80,7 +80,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=()) ->
     api = APIRouter(prefix=prefix, tags=["alertmanager"], dependencies=list(dependencies))
     started = _dt.datetime.now(_dt.timezone.utc)
     dispatcher = alerts.dispatcher
-    am_mode = dispatcher.config.alertmanager
+    am_mode, wedding_labels = dispatcher.config.alertmanager, dispatcher.config.wedding_labels
 
     def now() -> float:
         return float(alerts.engine.now())
@@ -98,7 +98,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=()) ->
             "startsAt": format_time(notification.starts_at),
             "endsAt": format_time(notification.ends_at) or format_time(t + 300.0),
             "updatedAt": format_time(updated_at), "generatorURL": generator_url, "fingerprint": fp,
-            "receivers": receivers_for(alert_labels(notification, am_mode)),
+            "receivers": receivers_for(alert_labels(notification, am_mode, wedding_labels)),
             "status": {"state": "suppressed" if silenced or inhibited else "active",
                        "silencedBy": silenced, "inhibitedBy": inhibited, "mutedBy": []},
         }

@@ -255,6 +255,15 @@ def test_wedding_defaults_add_the_inhibit_rule_only_with_a_calendar_and_can_be_s
         assert on.routing.inhibit_rules == (DEFAULT_INHIBIT_RULE,)
         assert off.routing.inhibit_rules == () == plain.routing.inhibit_rules
         assert off.policy.saturday_speedup == 1.0 and on.policy.saturday_speedup == 2.0
+        from wedmetrics.alerting.notification import Notification
+
+        crit = Notification("c", "Down", "firing", "critical", labels={"wedding_id": "w1"}, starts_at=0.0,
+                            wedding_id="w1")
+        warn = Notification("w", "Slow", "firing", "warning", labels={"wedding_id": "w1"}, starts_at=0.0,
+                            wedding_id="w1")
+        for a, muted in ((on, ["c"]), (off, []), (plain, [])):
+            a.dispatcher.update([crit, warn], 1.0)
+            assert a.dispatcher.muted_by(warn, 1.0)["inhibited_by"] == muted
         for a in (on, off, plain):
             a.close()
     finally:
@@ -295,11 +304,11 @@ def test_wedding_severity_has_its_own_label_and_never_overwrites_the_users():
         from wedmetrics.alerting.routing import alert_labels
 
         views = sorted(alerts.active(), key=lambda a: a.labels.get("severity", ""))
-        # the user's own label stays as written; the raised level has its own label
-        assert [(a.labels.get("severity"), a.labels["wedding_severity"]) for a in views] == [
-            (None, "critical"), ("sev3", "critical")]
+        # the user's labels stay exactly as written; the alert's severity is raised
+        assert [(a.labels.get("severity"), a.severity) for a in views] == [(None, "critical"), ("sev3", "critical")]
+        assert all("wedding_severity" not in a.labels for a in views)
         seen = [alert_labels(alerts.notification_for(a.id)) for a in views]
-        # routing falls back to the alert's severity only where the user wrote none
+        # matchers see the raised level as wedding_severity, and as severity only where the user wrote none
         assert [(s["severity"], s["wedding_severity"]) for s in seen] == [("critical", "critical"),
                                                                           ("sev3", "critical")]
     finally:

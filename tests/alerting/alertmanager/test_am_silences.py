@@ -60,7 +60,8 @@ VALIDATE = [
 @pytest.mark.parametrize("go_test,kw,error", VALIDATE)
 def test_validate_silence(go_test, kw, error):
     if error is None:
-        assert Silence(created_by="ana", **kw).state(NOW) == "active"   # starts_at == ends_at is valid
+        # starts_at == ends_at is valid; here it is expired at once (Alertmanager: active for that instant)
+        assert Silence(created_by="ana", **kw).state(NOW) == "expired"
     else:
         with pytest.raises(pydantic.ValidationError, match=error):
             Silence(created_by="ana", **kw)
@@ -113,6 +114,7 @@ def test_silence_expire():
     assert (a.starts_at, a.ends_at, a.updated_at) == (NOW - MIN, NOW, NOW)
     assert (e.starts_at, e.ends_at, e.updated_at) == (NOW - HOUR, NOW - MIN, NOW - HOUR)
     assert [s.state(NOW + SEC) for s in (p, a, e)] == ["expired"] * 3
+    assert [s.state(NOW) for s in (p, a, e)] == ["expired"] * 3      # at once, on a manual clock too
 
 
 def test_set_updates_in_place_or_expires_and_makes_a_new_id():
