@@ -76,6 +76,9 @@ struct wm_core {
     double watermark;
     int64_t horizon_idx;    /* floor((watermark - lateness) / w0), clamped */
     int has_horizon;
+    int closed;             /* wm_core_close: every later point is refused */
+    int64_t swept_idx;      /* horizon and series count of the last full sweep */
+    int64_t swept_n;        /* of wm_core_advance (swept_n 0: none yet) */
     wm_series **series;
     int64_t n_series, series_cap;
     int64_t outcomes[WM_N_OUTCOMES];
@@ -643,9 +646,15 @@ int wm_core_advance(wm_core *c, double now)
 {
     if (now > c->watermark)
         set_watermark(c, now);
+    /* nothing can have fallen due since the last sweep at this horizon
+     * (a series added since has nothing open): a tick per query stays cheap */
+    if (!c->has_horizon || (c->swept_idx == c->horizon_idx && c->swept_n == c->n_series))
+        return WM_OK;
     for (int64_t i = 0; i < c->n_series; i++)
         if (advance_series(c, c->series[i]))
             return WM_ENOMEM;
+    c->swept_idx = c->horizon_idx;
+    c->swept_n = c->n_series;
     return WM_OK;
 }
 
@@ -726,9 +735,11 @@ static inline int record_one(wm_core *c, int64_t sid, double v, double ts, int64
     return WM_REC_OK;
 }
 
+void wm_core_close(wm_core *c) { c->closed = 1; }
+
 int wm_core_record(wm_core *c, int64_t sid, double v, double ts)
 {
-    int code = record_one(c, sid, v, ts, wm_sketch_key(c->mult, v));
+    int code = c->closed ? WM_REC_CLOSED : record_one(c, sid, v, ts, wm_sketch_key(c->mult, v));
     if (code >= 0)
         c->outcomes[code]++;
     return code;
@@ -1411,5 +1422,6 @@ int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sk
         s->acc_mask |= 1u << up;
         s->acc_idx[up] = parent;
     }
+    c->swept_n = -1;   /* the open bucket may be due already: the next advance sweeps */
     return WM_OK;
 }

@@ -35,7 +35,8 @@
 #define WM_REC_BAD_TS 3
 #define WM_REC_UNKNOWN_SERIES 4
 #define WM_REC_NEGATIVE_INCREMENT 5
-#define WM_N_OUTCOMES 6
+#define WM_REC_CLOSED 6   /* recorded after wm_core_close */
+#define WM_N_OUTCOMES 7
 
 #define WM_MAX_LEVELS 16
 /* Bucket indices beyond +-2^52 are refused (BAD_TS) and horizons clamped
@@ -91,6 +92,9 @@ int64_t wm_core_n_series(const wm_core *c);
 
 /* One point; counts the outcome.  Returns the outcome code, or WM_ENOMEM. */
 int wm_core_record(wm_core *c, int64_t sid, double v, double ts);
+/* From now on wm_core_record refuses every point as WM_REC_CLOSED (the
+ * caller refuses batches itself); reads keep working. */
+void wm_core_close(wm_core *c);
 /* Parallel arrays; counts[0..4] get the outcomes (also added to the core's).
  * Returns WM_OK or WM_ENOMEM (then the points before the failure are in). */
 int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,

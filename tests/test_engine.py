@@ -127,7 +127,8 @@ def test_counters_and_gauges(engine):
     g.set(3)
     assert g.value == 3
     assert engine.query(g, last="1m").max == 7
-    assert engine.stats()["dropped"]["negative_increment"] == 1
+    assert engine.stats()["refused"]["negative_increment"] == 1   # raised, so not "dropped"
+    assert engine.stats()["dropped"]["negative_increment"] == 0
 
 
 def test_invalid_values_raise_or_are_counted(clock):
@@ -140,7 +141,9 @@ def test_invalid_values_raise_or_are_counted(clock):
         h.record("12")
     with pytest.raises(wm.InvalidPointError, match="real number"):
         h.record(None)
-    assert strict.stats()["dropped"]["invalid_value"] == 5
+    # raised to the caller: counted once, as refused, never also as dropped
+    assert strict.stats()["refused"]["invalid_value"] == 5
+    assert strict.stats()["dropped"]["invalid_value"] == 0
     assert strict.stats()["accepted"] == 0
 
     lenient = wm.MetricsEngine(clock=clock, invalid="drop")
@@ -192,16 +195,16 @@ def test_record_many_policies(clock):
     h = lenient.series("x")
     res = lenient.record_many([h.id, 7, h.id, h.id], [T0, T0, math.nan, T0],
                               [1.0, 1.0, 1.0, math.inf])
-    assert res == (1, 0, 1, 1, 1)
+    assert res == (1, 0, 1, 1, 1, 0, 0)
     assert lenient.stats()["dropped"]["unknown_series"] == 1
 
 
 def test_datetime64_timestamps(engine):
     h = engine.series("x")
-    ts = np.array(["2023-11-14T22:13:00", "2023-11-14T22:13:01"], dtype="datetime64[s]")
+    ts = np.array(["2023-11-14T22:13:17", "2023-11-14T22:13:18"], dtype="datetime64[s]")
     engine.record_many([h.id, h.id], ts, [1.0, 2.0])
     b = engine.buckets(h, "1s", start=1699999900, end=1700000000)
-    assert list(b.start) == [1699999980.0, 1699999981.0]
+    assert list(b.start) == [1699999997.0, 1699999998.0]
     engine.record("y", 1.0, ts=np.datetime64("2023-11-14T22:13:18"))
     assert engine.query("y", last="1m").count == 1
 
@@ -232,9 +235,11 @@ def test_hour_bucket_equals_merge_of_its_minutes():
         assert hours.p95[i] == pytest.approx(lower(raw, 0.95), rel=0.01)
 
 
-def test_buckets_mark_the_open_one(engine, clock):
+def test_buckets_mark_the_open_one(clock):
+    engine = wm.MetricsEngine(clock=clock.set(T0 - 120))
     h = engine.series("x")
     h.record(1.0, ts=T0 - 120)
+    clock.set(T0)
     h.record(2.0, ts=T0 - 1)
     b = engine.buckets(h, "1m", T0 - 600, T0 + 60)
     assert list(b.count) == [1, 1]

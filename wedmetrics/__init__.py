@@ -18,8 +18,8 @@ from .aggregation import AggregationEngine, Columns, WindowStats
 from .buckets import BucketBatch, SeriesKey
 from .clock import Clock, ManualClock, WallClock, parse_duration
 from .engine import IngestResult, MetricsEngine, SeriesHandle
-from .errors import (CardinalityError, InvalidPointError, LatePointError, UnknownSeriesError,
-                     WedmetricsError)
+from .errors import (CardinalityError, EngineClosedError, InvalidPointError, LatePointError,
+                     UnknownSeriesError, WedmetricsError)
 
 __version__ = "0.1.0"
 
@@ -51,6 +51,7 @@ _LAZY = {
     "PriorityPolicy": "wedmetrics.weddings",
     "Collector": "wedmetrics.collect",
     "simulate": "wedmetrics.collect.simulate",
+    "http": "wedmetrics.http",
     "backtest": "wedmetrics.alerting.backtest",
     "default_anomaly_rules": "wedmetrics.alerting.backtest",
     "BacktestResult": "wedmetrics.alerting.backtest",
@@ -83,7 +84,7 @@ _LAZY = {
 }
 
 
-_MODULES = {"simulate"}   # lazy names that are modules, not attributes
+_MODULES = {"simulate", "http"}   # lazy names that are modules, not attributes
 
 
 def __getattr__(name: str):
@@ -104,5 +105,5 @@ __all__ = [
     "HAVE_COMPILED", "Sketch", "AggregationEngine", "Columns", "WindowStats", "BucketBatch",
     "SeriesKey", "Clock", "ManualClock", "WallClock", "parse_duration", "IngestResult",
     "MetricsEngine", "SeriesHandle", "CardinalityError", "InvalidPointError", "LatePointError",
-    "UnknownSeriesError", "WedmetricsError", *_LAZY,
+    "UnknownSeriesError", "WedmetricsError", "EngineClosedError", *_LAZY,
 ]

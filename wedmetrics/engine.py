@@ -11,7 +11,7 @@ from . import _kernels
 from .aggregation import AggregationEngine, Columns, WindowStats
 from .buckets import BucketBatch
 from .clock import Clock, WallClock, parse_duration
-from .errors import InvalidPointError, LatePointError, UnknownSeriesError
+from .errors import EngineClosedError, InvalidPointError, LatePointError, UnknownSeriesError
 from .series import SeriesRegistry
 
 __all__ = ["MetricsEngine", "IngestResult", "DEFAULT_RESOLUTIONS", "DEFAULT_RETENTION"]
@@ -21,8 +21,10 @@ DEFAULT_RESOLUTIONS = ("1s", "1m", "5m", "1h")
 DEFAULT_RETENTION = {"1s": "10m", "1m": "6h", "5m": "1d", "1h": "7d"}
 
 IngestResult = namedtuple(
-    "IngestResult", "accepted late invalid_value invalid_timestamp unknown_series")
-IngestResult.__doc__ = "Outcome counts of one ``record_many`` call."
+    "IngestResult", "accepted late invalid_value invalid_timestamp unknown_series "
+    "negative_increment closed", defaults=(0, 0))
+IngestResult.__doc__ = ("Outcome counts of one ``record_many`` call, in the order of the "
+                        "core's outcome codes.")
 
 
 class MetricsEngine:
@@ -103,6 +105,12 @@ class MetricsEngine:
             self.max_future = 300.0 if getattr(self.clock, "is_wall", False) else math.inf
         else:
             self.max_future = parse_duration(max_future)
+        # points refused with an exception, by outcome code; the core counts
+        # every refusal, so those dropped silently are the difference
+        self._refused = [0] * len(_kernels.REASONS)
+        # "now" is the later of the clock and the newest point from the start:
+        # a first point older than the clock's now minus the lateness is late
+        self._core.advance(self.clock.now())
         self._exact_ids: set[int] = set()
         self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
         self._find_labeled = self._registry.lookup
@@ -135,7 +143,8 @@ class MetricsEngine:
         if exact:
             self._exact_ids.add(sid)
         return _kernels.Handle(self._core, sid, name, labels, kind, self.clock,
-                               self.invalid == "raise", self.late == "raise")
+                               self.invalid == "raise", self.late == "raise",
+                               self.max_future, self._refused)
 
     def series(self, name: str, labels: dict | None = None, kind: str = "distribution",
                exact: int = 0):
@@ -177,74 +186,134 @@ class MetricsEngine:
     # -- recording --------------------------------------------------------
     def record(self, name: str, value, labels: dict | None = None, ts=None) -> None:
         """Record one point, resolving ``name`` + ``labels`` to a series
-        (created as a distribution on first use)."""
+        (created as a distribution on first use).  ``ts`` (default: the
+        engine's :meth:`now`) is epoch seconds or a ``numpy.datetime64``;
+        values and timestamps are checked as ``handle.record`` checks them."""
         h = self._find_labeled(name, labels)
         if h is None:
             h = self._registry.get_or_create(name, labels, self._kind_of(name))
             if h is None:
                 return  # counted by the registry's cardinality policy
             self._registry.remember(name, labels, h)
-        if ts is not None:
-            ts = _seconds(ts)
-            if ts > self.clock.now() + self.max_future:
-                self._refuse_future(h.name, ts)
-                return
         h.record(value, ts)
 
     def _kind_of(self, name: str) -> str:
         existing = self._registry.by_name(name)
         return existing[0].kind if existing else "distribution"
 
-    def _refuse_future(self, name: str, ts: float) -> None:
-        self._core.count_drop(_kernels.BAD_TS)
-        if self.invalid == "raise":
-            raise InvalidPointError(
-                f"{name}: timestamp {ts!r} is more than max_future={self.max_future:g}s "
-                f"ahead of the clock")
-
     def record_many(self, ids, ts, values) -> IngestResult:
         """Record parallel arrays of series ids, timestamps and values.
 
-        ``ts`` may be float epoch seconds or ``datetime64``.  Under
-        ``invalid="raise"`` a bad point (unknown id, NaN/inf value or
-        timestamp) raises before anything is recorded; under ``"drop"`` it
-        is counted.  Late points are always counted (see the result).
+        ``ids`` must be an integer array, ``values`` an integer or floating
+        one (strings, complex numbers and other objects are refused whole),
+        ``ts`` float epoch seconds or ``datetime64`` (``NaT`` is an invalid
+        timestamp).  Under ``invalid="raise"`` a bad point (unknown id,
+        NaN/inf value, bad or too-future timestamp, negative counter
+        increment) raises before anything is recorded and the bad points
+        are counted in ``stats()["refused"]``; under ``"drop"`` they are
+        counted drops.  Late points are always counted (see the result).
         """
-        ids = np.ascontiguousarray(ids, dtype=np.int64)
-        ts = np.ascontiguousarray(_seconds_array(ts), dtype=np.float64)
-        values = np.ascontiguousarray(values, dtype=np.float64)
-        if ids.ndim != 1 or ids.shape != ts.shape or ids.shape != values.shape:
+        ids_in = np.asarray(ids)
+        ts_in = _seconds_array(ts)
+        values_in = np.asarray(values)
+        if ids_in.ndim != 1 or ids_in.shape != ts_in.shape or ids_in.shape != values_in.shape:
             raise ValueError(f"ids, ts and values must be 1-d and of equal length, got "
-                             f"{ids.shape}, {ts.shape}, {values.shape}")
-        if len(ids) and math.isfinite(self.max_future):
-            limit = self.clock.now() + self.max_future
-            future = ts > limit
-            if future.any():
-                if self.invalid == "raise":
-                    i = int(np.argmax(future))
-                    raise InvalidPointError(
-                        f"point {i}: timestamp {ts[i]!r} is more than max_future="
-                        f"{self.max_future:g}s ahead of the clock")
-                ts = np.where(future, np.nan, ts)
+                             f"{ids_in.shape}, {ts_in.shape}, {values_in.shape}")
+        n = ids_in.shape[0]
+        if n:
+            for arr, kinds, code, what in (
+                    (ids_in, "iu", _kernels.UNKNOWN_SERIES, "series ids must be integers"),
+                    (values_in, "iuf", _kernels.BAD_VALUE,
+                     "values must be real numbers (an integer or floating array)"),
+                    (ts_in, "iuf", _kernels.BAD_TS,
+                     "timestamps must be epoch seconds or datetime64")):
+                if arr.dtype.kind not in kinds:
+                    return self._refuse_batch(code, n, f"{what}, got dtype {arr.dtype}; "
+                                                       f"nothing was recorded")
+        ids = np.ascontiguousarray(ids_in, dtype=np.int64)
+        ts = np.ascontiguousarray(ts_in, dtype=np.float64)
+        values = np.ascontiguousarray(values_in, dtype=np.float64)
+        future = None
+        if n and math.isfinite(self.max_future):
+            future = ts > self.clock.now() + self.max_future
+            if not future.any():
+                future = None
         counters = self._counter_ids()
-        if counters is not None and len(ids):
+        negative = None
+        if counters is not None and n:
             negative = (values < 0) & np.isin(ids, counters)
-            if negative.any():
-                if self.invalid == "raise":
-                    i = int(np.argmax(negative))
-                    raise InvalidPointError(
-                        f"point {i}: counter increments must be >= 0, got {values[i]!r}")
-                self._core.count_drop(_kernels.NEGATIVE_INCREMENT, int(negative.sum()))
+            if not negative.any():
+                negative = None
+        with self._lock:   # close() takes it too: nothing slips in behind the final flush
+            if self._closed:
+                return self._refuse_batch(_kernels.CLOSED, n, "the engine is closed and "
+                                          "records nothing more")
+            if self.invalid == "raise":
+                i, _ = self._core.first_invalid(ids, ts, values)
+                if i >= 0 or future is not None or negative is not None:
+                    self._refuse_points(ids, ts, values, future, negative)
+            n_negative = 0
+            if future is not None:
+                ts = np.where(future, np.nan, ts)   # counted by the core as bad timestamps
+            if negative is not None:
+                n_negative = int(negative.sum())
+                self._core.count_drop(_kernels.NEGATIVE_INCREMENT, n_negative)
                 keep = ~negative
                 ids, ts, values = ids[keep], ts[keep], values[keep]
+            counts = self._core.record_many(ids, ts, values)
+        return IngestResult(*counts, negative_increment=n_negative)
+
+    def _refuse_batch(self, code: int, n: int, problem: str) -> IngestResult:
+        """A whole ``record_many`` batch refused: counted, raised by policy."""
+        self._core.count_drop(code, n)
         if self.invalid == "raise":
-            i, code = self._core.first_invalid(ids, ts, values)
-            if i >= 0:
-                what = {_kernels.UNKNOWN_SERIES: f"unknown series id {int(ids[i])}",
-                        _kernels.BAD_VALUE: f"value must be finite, got {values[i]!r}",
-                        _kernels.BAD_TS: f"timestamp must be finite and in range, got {ts[i]!r}"}[code]
-                raise InvalidPointError(f"point {i}: {what}; nothing was recorded")
-        return IngestResult(*self._core.record_many(ids, ts, values))
+            self._count_refused(code, n)
+            if code == _kernels.CLOSED:
+                raise EngineClosedError(problem)
+            raise InvalidPointError(problem)
+        counts = [0] * len(_kernels.REASONS)
+        counts[code] = n
+        return IngestResult(*counts)
+
+    def _refuse_points(self, ids, ts, values, future, negative) -> None:
+        """Count every bad point of a batch under its reason and raise,
+        naming the first one (``invalid="raise"``)."""
+        unknown = (ids < 0) | (ids >= self._core.n_series)
+        bad_value = ~unknown & ~np.isfinite(values)
+        with np.errstate(all="ignore"):
+            out_of_range = np.abs(np.floor(ts / self.resolutions[0][1])) > _kernels.IDX_LIMIT
+        bad_ts = ~np.isfinite(ts) | out_of_range
+        if future is not None:
+            bad_ts |= future
+        bad_ts &= ~unknown & ~bad_value
+        neg = np.zeros(len(ids), dtype=bool) if negative is None else \
+            negative & ~unknown & ~bad_value & ~bad_ts
+        reasons = ((_kernels.UNKNOWN_SERIES, unknown), (_kernels.BAD_VALUE, bad_value),
+                   (_kernels.BAD_TS, bad_ts), (_kernels.NEGATIVE_INCREMENT, neg))
+        for code, mask in reasons:
+            k = int(mask.sum())
+            if k:
+                self._core.count_drop(code, k)
+                self._count_refused(code, k)
+        i = int(np.argmax(unknown | bad_value | bad_ts | neg))
+        if unknown[i]:
+            what = f"unknown series id {int(ids[i])}"
+        elif bad_value[i]:
+            what = f"value must be finite, got {float(values[i])!r}"
+        elif future is not None and future[i]:
+            what = (f"timestamp {float(ts[i])!r} is more than max_future="
+                    f"{self.max_future:g}s ahead of the clock")
+        elif bad_ts[i]:
+            what = f"timestamp must be finite and in range, got {float(ts[i])!r}"
+        else:
+            what = f"counter increments must be >= 0, got {float(values[i])!r}"
+        bad = sum(int(m.sum()) for _, m in reasons)
+        raise InvalidPointError(f"point {i}: {what} ({bad} bad point(s) of {len(ids)}); "
+                                f"nothing was recorded")
+
+    def _count_refused(self, code: int, n: int = 1) -> None:
+        with self._core.lock:
+            self._refused[code] += n
 
     def _counter_ids(self):
         ids = [h.id for h in self._registry.all() if h.kind == "counter"]
@@ -277,9 +346,9 @@ class MetricsEngine:
         return self.aggregation.buckets(target, resolution, start, end, labels)
 
     def _tick(self) -> None:
-        now = self.clock.now()
-        if now > self._core.watermark:
-            self._core.advance(now)
+        # not only when the clock passed the watermark: a point may have moved
+        # the watermark without closing what fell due in the other series
+        self._core.advance(self.clock.now())
 
     def history(self, target, resolution="1m", start=None, end=None) -> Columns:
         """Buckets from storage merged with those still in memory."""
@@ -303,12 +372,26 @@ class MetricsEngine:
         return BucketBatch(sid, width, idx * width, count, total, lo, hi, blobs, keys)
 
     def stats(self) -> dict:
-        """Accepted points, drops by reason, series count and memory in bytes."""
+        """Counts of points and the engine's size.
+
+        ``accepted``; ``dropped``: points discarded without an exception,
+        by reason; ``refused``: points refused with an exception (the
+        ``"raise"`` policies), by the same reasons; ``series``,
+        ``memory_bytes``, ``compiled``; with storage, ``storage``: the
+        flusher's counts of bucket rows (see :meth:`Flusher.stats`).
+        """
         outcomes = list(self._core.outcomes)
-        dropped = {reason: n for reason, n in zip(_kernels.REASONS[1:], outcomes[1:])}
-        dropped["cardinality"] = self._registry.cardinality_dropped
-        out = {"accepted": outcomes[0], "dropped": dropped, "series": len(self._registry),
-               "memory_bytes": self._core.memory_bytes(), "compiled": _kernels.HAVE_COMPILED}
+        refused_counts = list(self._refused)
+        reasons = _kernels.REASONS
+        dropped = {reasons[c]: outcomes[c] - refused_counts[c] for c in range(1, len(reasons))}
+        refused = {reasons[c]: refused_counts[c] for c in range(1, len(reasons))}
+        over_cap = self._registry.cardinality_dropped
+        raised = self._registry.cardinality == "raise"
+        dropped["cardinality"] = 0 if raised else over_cap
+        refused["cardinality"] = over_cap if raised else 0
+        out = {"accepted": outcomes[0], "dropped": dropped, "refused": refused,
+               "series": len(self._registry), "memory_bytes": self._core.memory_bytes(),
+               "compiled": _kernels.HAVE_COMPILED}
         if self._flusher is not None:
             out["storage"] = self._flusher.stats()
         if self._restart is not None:
@@ -341,6 +424,7 @@ class MetricsEngine:
             if self._closed:
                 return
             self._closed = True
+            self._core.close()   # later points are refused, by the invalid policy
         # everything recorded so far is final: move the horizon past it
         widest = self.resolutions[-1][1]
         self._core.advance(self.now() + self.lateness + widest)
@@ -385,16 +469,14 @@ def _retention_counts(names, widths, retention: dict) -> list[int]:
     return out
 
 
-def _seconds(ts) -> float:
-    if isinstance(ts, np.datetime64):
-        return float(ts.astype("datetime64[ns]").astype(np.int64)) / 1e9
-    return float(ts)
-
-
 def _seconds_array(ts) -> np.ndarray:
+    """Epoch seconds of a float or ``datetime64`` array (``NaT`` is NaN);
+    other dtypes are returned as they are, for the caller to refuse."""
     arr = np.asarray(ts)
     if np.issubdtype(arr.dtype, np.datetime64):
-        return arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+        out = arr.astype("datetime64[ns]").astype(np.int64) / 1e9
+        out[np.isnat(arr)] = np.nan
+        return out
     return arr
 
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 __all__ = ["WedmetricsError", "InvalidPointError", "LatePointError", "UnknownSeriesError",
-           "CardinalityError"]
+           "CardinalityError", "EngineClosedError"]
 
 
 class WedmetricsError(Exception):
@@ -27,3 +27,7 @@ class UnknownSeriesError(WedmetricsError, KeyError):
 
 class CardinalityError(WedmetricsError, ValueError):
     """A new label set beyond the configured cap for its metric name."""
+
+
+class EngineClosedError(WedmetricsError, RuntimeError):
+    """A point recorded after ``MetricsEngine.close()`` (``invalid="raise"``)."""

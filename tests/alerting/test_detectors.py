@@ -82,7 +82,7 @@ def test_a_spike_alerts_once_and_quiet_noise_does_not():
     rng = np.random.default_rng(11)
     values = rng.normal(50.0, 2.0, 1500)
     values[1200] = 90.0
-    result = det.detect(values, det.default_detector_config(), use_numba=False)
+    result = det.detect(values, DetectorConfig(), use_numba=False)
     assert result.anomalous[1200]
     assert not result.anomalous[:1200].any()
     onsets = det.alert_onsets(result.anomalous, 1, 100)
@@ -300,10 +300,13 @@ def test_bad_values_are_named_and_not_learnt():
 
 def test_default_configuration_is_frozen():
     cfg = det.default_detector_config()
-    assert cfg.to_dict() == {"method": "robust", "window": 300, "min_periods": 30,
-                             "threshold": 6.0, "surprise_window": 2000, "gate": "view",
+    assert cfg.to_dict() == {"method": "ensemble", "window": 300, "min_periods": 30,
+                             "threshold": 5.0, "surprise_window": 2000, "gate": "view",
                              "mean_span": 6, "alpha": 0.02, "season": 0, "consecutive": 1,
-                             "cooldown": 100}
+                             "cooldown": 100, "scorers": ("robust",), "season_lag": 288,
+                             "knn_dim": 10, "knn_k": 3, "knn_history": 300,
+                             "calibration": 4000, "likelihood_window": 8640, "averaging": 1,
+                             "learning": 300}
     with pytest.raises(AttributeError):
         cfg.threshold = 3.0  # type: ignore[misc]
 

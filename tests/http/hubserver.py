@@ -149,3 +149,72 @@ class World:
 
 def auth(token: str | None) -> dict:
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+# -- `python -m wedmetrics serve` as a real process -----------------------------------------
+PG_DSN = os.environ.get("WEDMETRICS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_process(*args: str, timeout: float = 30.0):
+    """``python -m wedmetrics serve ARGS --port P`` until the block ends; yields the base URL."""
+    import subprocess
+    import sys
+
+    port = free_port()
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen([sys.executable, "-m", "wedmetrics", "serve", *args, "--port",
+                             str(port), "--log-level", "warning"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"serve exited {proc.returncode}: "
+                                   f"{proc.stdout.read().decode(errors='replace')}")
+            try:
+                if httpx.get(base + "/healthz", timeout=1.0).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError("serve did not answer /healthz")
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+
+
+def pg_problem() -> str | None:
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg is not installed ({exc})"
+    try:
+        with psycopg.connect(PG_DSN, connect_timeout=3):
+            pass
+    except Exception as exc:
+        return f"no PostgreSQL server at {PG_DSN}: {exc}"
+    return None
+
+
+def require_pg() -> None:
+    problem = pg_problem()
+    if problem is not None:
+        if IN_CI:
+            pytest.fail(f"CI is set, so the PostgreSQL tests must run: {problem}")
+        pytest.skip(problem)

@@ -322,6 +322,46 @@ def test_handle_behaviour_matches(compiled, kind):
         assert seen[0] == seen[1]
 
 
+def test_handle_policies_match(compiled):
+    """max_future, lateness against the clock, bad timestamps, overflow, and
+    recording after close: same outcomes, messages and counts (issue #11)."""
+    from fractions import Fraction
+
+    inputs = [(1.0, None), (1.0, 1030.0), (1.0, 1061.0), (1.0, 5000), (1.0, 10 ** 400),
+              (10 ** 400, None), (1 + 2j, None), (Fraction(1, 3), None), (1.0, "soon"),
+              (1.0, np.datetime64("NaT")), (1.0, np.datetime64(1010, "s")), (1.0, 990.0),
+              "tick", (2.0, 1000.0), (3.0, None), (np.float64(4.0), np.float64(1012.0)),
+              "close", (5.0, None), (6.0, 1012.0)]
+    for raising in (True, False):
+        seen = []
+        for impl in (REFERENCE, compiled):
+            core = impl.Core([1.0, 60.0], [120, 10], 5.0)
+            clock = ManualClock(1000.0)
+            core.advance(clock.now())
+            refused = [0] * 7
+            h = impl.Handle(core, core.add_series(0), "x", {}, "gauge", clock, raising,
+                            raising, 60.0, refused)
+            log = []
+            for item in inputs:
+                if item == "tick":
+                    clock.advance(20.0)
+                    continue
+                if item == "close":
+                    core.close()
+                    continue
+                try:
+                    h.record(*item)
+                    log.append("ok")
+                except (errors.InvalidPointError, errors.LatePointError,
+                        errors.EngineClosedError) as exc:
+                    log.append(f"{type(exc).__name__}: {exc}")
+            log.append((tuple(core.outcomes), tuple(refused), h.value, core.watermark))
+            seen.append(log)
+        assert seen[0] == seen[1]
+        outcomes = seen[0][-1][0]
+        assert outcomes[6] == 2 and outcomes[3] >= 5     # closed, bad/future timestamps
+
+
 def test_wall_clock_handle_records_now(compiled):
     from wedmetrics.clock import WallClock
     import time
@@ -368,4 +408,4 @@ def test_core_errors_match(compiled):
             with pytest.raises(KeyError, match="unknown series id"):
                 core.window([sid] * 9 + [bad], 0, 10)     # past the stack ids too
         core.count_drop(5, 3)
-        assert core.outcomes == [1, 0, 0, 1, 1, 3]
+        assert core.outcomes == [1, 0, 0, 1, 1, 3, 0]

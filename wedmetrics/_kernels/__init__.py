@@ -42,8 +42,8 @@ else:
     Handle = _core_ref.Handle
     LabelIndex = _core_ref.LabelIndex
 
-from ._core_ref import (BAD_TS, BAD_VALUE, LATE, NEGATIVE_INCREMENT, OK,  # noqa: E402
-                        REASONS, UNKNOWN_SERIES)
+from ._core_ref import (BAD_TS, BAD_VALUE, CLOSED, IDX_LIMIT, LATE,  # noqa: E402
+                        NEGATIVE_INCREMENT, OK, REASONS, UNKNOWN_SERIES)
 
 __all__ = ["HAVE_COMPILED", "Sketch", "Core", "Handle", "LabelIndex", "OK", "LATE",
-           "BAD_VALUE", "BAD_TS", "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "REASONS"]
+           "BAD_VALUE", "BAD_TS", "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "CLOSED", "IDX_LIMIT", "REASONS"]

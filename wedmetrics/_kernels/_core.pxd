@@ -59,6 +59,8 @@ cdef extern from "core.h" nogil:
     int WM_REC_BAD_TS
     int WM_REC_UNKNOWN_SERIES
     int WM_REC_NEGATIVE_INCREMENT
+    int WM_REC_CLOSED
+    int WM_N_OUTCOMES
     int WM_MAX_LEVELS
 
     ctypedef struct wm_core:
@@ -95,6 +97,7 @@ cdef extern from "core.h" nogil:
     int64_t wm_core_add_series(wm_core *c, int64_t exact_capacity)
     int64_t wm_core_n_series(const wm_core *c)
     int wm_core_record(wm_core *c, int64_t sid, double v, double ts)
+    void wm_core_close(wm_core *c)
     int wm_core_record_many(wm_core *c, int64_t n, const int64_t *sids, const double *ts,
                             const double *vals, int64_t *counts)
     int64_t wm_core_first_invalid(const wm_core *c, int64_t n, const int64_t *sids,
@@ -151,6 +154,9 @@ cdef class Handle:
     cdef bint _counter
     cdef readonly bint _raise_invalid
     cdef readonly bint _raise_late
+    cdef double _max_future
+    cdef bint _limits_future
+    cdef object _refused_counts
     cdef object __weakref__
 
     cdef void _refused(self, int code, double v, double t) except *

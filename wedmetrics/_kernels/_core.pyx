@@ -8,7 +8,6 @@ exceptions.  The GIL is held by every call into the core, which is what
 makes concurrent recording into one series lose nothing.
 """
 import math
-import numbers
 import threading
 
 import numpy as np
@@ -29,7 +28,7 @@ cdef extern from "Python.h":
     ctypedef size_t Py_uhash_t
 
 from .. import errors
-from . import _codec
+from . import _codec, _core_ref, _points
 
 # tables of the key mapping, filled while the import is still single-threaded
 wm_sketch_global_init()
@@ -40,6 +39,7 @@ cdef int _BAD_VALUE = 2
 cdef int _BAD_TS = 3
 cdef int _UNKNOWN = 4
 cdef int _NEG = 5
+cdef int _CLOSED = 6
 cdef int64_t _IDX_CLAMP = (<int64_t>1) << 62
 
 
@@ -412,7 +412,7 @@ cdef class Core:
     def outcomes(self):
         """Accepted points and drops by reason code (a new list)."""
         cdef const int64_t *o = wm_core_outcomes(self.c)
-        return [o[i] for i in range(6)]
+        return [o[i] for i in range(WM_N_OUTCOMES)]
 
     @property
     def n_series(self):
@@ -422,9 +422,13 @@ cdef class Core:
     def count_drop(self, code, n=1):
         """Count ``n`` points refused for reason ``code`` outside the core."""
         code = int(code)
-        if not 0 <= code < 6:
+        if not 0 <= code < WM_N_OUTCOMES:
             raise ValueError(f"unknown outcome code {code}")
         wm_core_count(self.c, code, n)
+
+    def close(self):
+        """Refuse every later point (``CLOSED``); reads keep working."""
+        wm_core_close(self.c)
 
     # -- series ---------------------------------------------------------
     def add_series(self, exact_capacity=0):
@@ -744,10 +748,13 @@ cdef class Handle:
     """Recording handle of one series (compiled twin of ``_core_ref.Handle``).
 
     Made by ``MetricsEngine.series``; the engine is the only caller of the
-    constructor.
+    constructor.  ``max_future`` bounds how far a timestamp may run ahead
+    of the clock; ``refused`` is the engine's list, by outcome code, of
+    points refused with an exception.
     """
 
-    def __init__(self, Core core, sid, name, labels, kind, clock, raise_invalid, raise_late):
+    def __init__(self, Core core, sid, name, labels, kind, clock, raise_invalid, raise_late,
+                 max_future=math.inf, refused=None):
         self._core = core
         self.c = core.c
         self.sid = sid
@@ -759,6 +766,9 @@ cdef class Handle:
         self._counter = kind == "counter"
         self._raise_invalid = bool(raise_invalid)
         self._raise_late = bool(raise_late)
+        self._max_future = float(max_future)
+        self._limits_future = self._max_future != math.inf
+        self._refused_counts = refused if refused is not None else [0] * WM_N_OUTCOMES
 
     @property
     def id(self):
@@ -766,23 +776,33 @@ cdef class Handle:
         return self.sid
 
     def record(self, value, ts=None):
-        """Record ``value`` at ``ts`` (default: the engine clock's now)."""
-        cdef double v, t
+        """Record ``value`` at ``ts`` (default: the engine's now, the later
+        of its clock and the newest timestamp recorded)."""
+        cdef double v, t, wm
         cdef int code
         cdef type tv = type(value)
         if tv is float:
             v = PyFloat_AS_DOUBLE(value)
         elif tv is int:
-            v = value
+            try:
+                v = value
+            except OverflowError:
+                return self._record_slow(value, ts)
         else:
             return self._record_slow(value, ts)
         if ts is None:
             if self._wall:
                 t = _wall_now()
+                wm = wm_core_watermark(self.c)
+                if t < wm:
+                    t = wm
             else:
                 return self._record_slow(value, ts)
         elif type(ts) is float:
             t = PyFloat_AS_DOUBLE(ts)
+            # a point no newer than the newest accepted one cannot be too far ahead
+            if self._limits_future and t > wm_core_watermark(self.c):
+                return self._record_slow(value, ts)
         else:
             return self._record_slow(value, ts)
         if self._counter and v < 0.0:
@@ -796,23 +816,26 @@ cdef class Handle:
     def _record_slow(self, value, ts):
         cdef double v, t
         cdef int code
-        try:
-            if isinstance(value, (str, bytes, bool)) or value is None:
-                raise TypeError
-            v = float(value)
-            if ts is None:
-                t = _wall_now() if self._wall else self._clock.now()
-            else:
-                t = float(ts)
-        except (TypeError, ValueError):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                bad = f"value must be a real number, got {type(value).__name__}"
-            else:
-                bad = f"timestamp must be a number, got {type(ts).__name__}"
-            wm_core_count(self.c, _BAD_VALUE, 1)
-            if self._raise_invalid:
-                raise errors.InvalidPointError(f"{self.name}: {bad}") from None
+        got = value if type(value) is float else _points.real_value(value)
+        if got is None:
+            self._refuse(_BAD_VALUE, _points.value_problem(value))
             return
+        v = got
+        if ts is None:
+            t = _wall_now() if self._wall else self._clock.now()
+            if t < wm_core_watermark(self.c):
+                t = wm_core_watermark(self.c)
+        else:
+            got = ts if type(ts) is float else _points.seconds(ts)
+            if got is None:
+                self._refuse(_BAD_TS, _points.timestamp_problem(ts))
+                return
+            t = got
+            if self._limits_future and t > wm_core_watermark(self.c) and \
+                    t > (_wall_now() if self._wall else self._clock.now()) + self._max_future:
+                self._refuse(_BAD_TS, f"timestamp {t!r} is more than max_future="
+                                      f"{self._max_future:g}s ahead of the clock")
+                return
         if self._counter and v < 0.0:
             code = _NEG
             wm_core_count(self.c, _NEG, 1)
@@ -821,15 +844,25 @@ cdef class Handle:
         if code:
             self._refused(code, v, t)
 
+    def _refuse(self, int code, problem):
+        """A point refused before the core saw it: counted, raised by policy."""
+        wm_core_count(self.c, code, 1)
+        if self._raise_invalid:
+            self._refused_counts[code] += 1
+            raise errors.InvalidPointError(f"{self.name}: {problem}")
+
     cdef void _refused(self, int code, double v, double t) except *:
         if code < 0:
             raise MemoryError("wedmetrics core: out of memory")
         if code == _LATE:
             if self._raise_late:
-                raise errors.LatePointError(
-                    f"{self.name}: point at ts={t!r} is later than the allowed lateness "
-                    f"({self._core.lateness:g}s behind now={self._core.watermark!r})")
+                self._refused_counts[code] += 1
+                raise errors.LatePointError(_core_ref.late_message(self.name, t, self._core))
         elif self._raise_invalid:
+            self._refused_counts[code] += 1
+            if code == _CLOSED:
+                raise errors.EngineClosedError(
+                    f"{self.name}: the engine is closed and records nothing more")
             if code == _BAD_VALUE:
                 what = f"value must be finite, got {v!r}"
             elif code == _BAD_TS:

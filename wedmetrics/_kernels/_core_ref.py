@@ -12,13 +12,13 @@ Everything is indexed in bucket units: a bucket of width ``w`` has index
 from __future__ import annotations
 
 import bisect
-import numbers
 import math
 import threading
 
 import numpy as np
 
 from .. import errors
+from . import _points
 from ._sketch_ref import Sketch
 
 # Outcome codes of ``record``; the engine maps them to policy and counters.
@@ -28,8 +28,9 @@ BAD_VALUE = 2
 BAD_TS = 3
 UNKNOWN_SERIES = 4
 NEGATIVE_INCREMENT = 5
+CLOSED = 6
 REASONS = ("ok", "late", "invalid_value", "invalid_timestamp", "unknown_series",
-           "negative_increment")
+           "negative_increment", "closed")
 
 # Bucket indices beyond +-2**52 are refused as BAD_TS (the compiled core keeps
 # indices in int64) and horizons are clamped to +-2**62 for the same reason.
@@ -199,6 +200,13 @@ class Core:
         self.outbox_enabled = False
         self.lock = threading.RLock()
         self.outcomes = [0] * len(REASONS)   # accepted and drops by reason code
+        self.closed = False
+        self._swept = None        # (horizon index, series count) of the last full sweep
+
+    def close(self) -> None:
+        """Refuse every later point (``CLOSED``); reads keep working."""
+        with self.lock:
+            self.closed = True
 
     def count_drop(self, code: int, n: int = 1) -> None:
         with self.lock:
@@ -223,7 +231,7 @@ class Core:
     # -- recording --------------------------------------------------------
     def record(self, sid: int, value: float, ts: float) -> int:
         with self.lock:
-            code = self._record(sid, value, ts)
+            code = CLOSED if self.closed else self._record(sid, value, ts)
             self.outcomes[code] += 1
             return code
 
@@ -296,8 +304,14 @@ class Core:
             if now > self.watermark:
                 self.watermark = now
             horizon = self.watermark - self.lateness
+            # nothing can have fallen due since the last sweep at this horizon
+            # (a series added since has nothing open): a tick per query stays cheap
+            swept = (_horizon_idx(horizon, self.widths[0]), len(self._series))
+            if swept == self._swept:
+                return
             for s in self._series:
                 self._advance_series(s, horizon)
+            self._swept = swept
 
     def _advance_series(self, s: _Series, horizon: float) -> None:
         w0 = self.widths[0]
@@ -362,6 +376,7 @@ class Core:
             b = _Bucket(idx, sketch.copy())
             b.count, b.sum, b.min, b.max = sketch.count, sketch.sum, sketch.min, sketch.max
             self._close(s, level, b, emit=False)
+            self._swept = None    # the open bucket may be due already: the next advance sweeps
 
     # -- reading ----------------------------------------------------------
     def window(self, sids, lo: int, hi: int):
@@ -539,14 +554,18 @@ class Handle:
     """Recording handle of one series (pure-Python twin of ``_core.Handle``).
 
     Made by ``MetricsEngine.series``; the engine is the only caller of the
-    constructor.
+    constructor.  ``max_future`` bounds how far a timestamp may run ahead
+    of the clock; ``refused`` is the engine's list, by outcome code, of
+    points refused with an exception (the core counts every refusal, so
+    what was dropped silently is the difference).
     """
 
     __slots__ = ("_core", "id", "name", "labels", "kind", "_clock", "_raise_invalid",
-                 "_raise_late", "__weakref__")
+                 "_raise_late", "_max_future", "_refused_counts", "__weakref__")
 
     def __init__(self, core: Core, sid: int, name: str, labels: dict, kind: str, clock,
-                 raise_invalid: bool, raise_late: bool) -> None:
+                 raise_invalid: bool, raise_late: bool, max_future: float = math.inf,
+                 refused: list | None = None) -> None:
         self._core = core
         self.id = sid
         self.name = name
@@ -555,24 +574,32 @@ class Handle:
         self._clock = clock
         self._raise_invalid = raise_invalid
         self._raise_late = raise_late
+        self._max_future = float(max_future)
+        self._refused_counts = refused if refused is not None else [0] * len(REASONS)
 
     def record(self, value, ts=None) -> None:
-        """Record ``value`` at ``ts`` (default: the engine clock's now)."""
+        """Record ``value`` at ``ts`` (default: the engine's now, the later
+        of its clock and the newest timestamp recorded)."""
         core = self._core
-        try:
-            if isinstance(value, (str, bytes, bool)) or value is None:
-                raise TypeError
-            v = float(value)
-            t = self._clock.now() if ts is None else float(ts)
-        except (TypeError, ValueError):
-            if not isinstance(value, numbers.Real) or isinstance(value, bool):
-                bad = f"value must be a real number, got {type(value).__name__}"
-            else:
-                bad = f"timestamp must be a number, got {type(ts).__name__}"
-            core.count_drop(BAD_VALUE)
-            if self._raise_invalid:
-                raise errors.InvalidPointError(f"{self.name}: {bad}") from None
+        v = value if type(value) is float else _points.real_value(value)
+        if v is None:
+            self._refuse(BAD_VALUE, _points.value_problem(value))
             return
+        if ts is None:
+            t = self._clock.now()
+            if t < core.watermark:
+                t = core.watermark
+        else:
+            t = ts if type(ts) is float else _points.seconds(ts)
+            if t is None:
+                self._refuse(BAD_TS, _points.timestamp_problem(ts))
+                return
+            # a point no newer than the newest accepted one cannot be too far ahead
+            if t > core.watermark and self._max_future != math.inf and \
+                    t > self._clock.now() + self._max_future:
+                self._refuse(BAD_TS, f"timestamp {t!r} is more than max_future="
+                                     f"{self._max_future:g}s ahead of the clock")
+                return
         if self.kind == "counter" and v < 0.0:
             code = NEGATIVE_INCREMENT
             core.count_drop(code)
@@ -581,13 +608,27 @@ class Handle:
         if code:
             self._refused(code, v, t)
 
+    def _refuse(self, code: int, problem: str) -> None:
+        """A point refused before the core saw it: counted, raised by policy."""
+        self._core.count_drop(code)
+        if self._raise_invalid:
+            self._count_raised(code)
+            raise errors.InvalidPointError(f"{self.name}: {problem}")
+
+    def _count_raised(self, code: int) -> None:
+        with self._core.lock:
+            self._refused_counts[code] += 1
+
     def _refused(self, code: int, v: float, t: float) -> None:
         if code == LATE:
             if self._raise_late:
-                raise errors.LatePointError(
-                    f"{self.name}: point at ts={t!r} is later than the allowed lateness "
-                    f"({self._core.lateness:g}s behind now={self._core.watermark!r})")
+                self._count_raised(code)
+                raise errors.LatePointError(late_message(self.name, t, self._core))
         elif self._raise_invalid:
+            self._count_raised(code)
+            if code == CLOSED:
+                raise errors.EngineClosedError(
+                    f"{self.name}: the engine is closed and records nothing more")
             what = {BAD_VALUE: f"value must be finite, got {v!r}",
                     BAD_TS: f"timestamp must be finite and in range, got {t!r}",
                     NEGATIVE_INCREMENT: f"counter increments must be >= 0, got {v!r}"}[code]
@@ -609,6 +650,12 @@ class Handle:
     def __repr__(self) -> str:
         labels = ",".join(f"{k}={v!r}" for k, v in sorted(self.labels.items()))
         return f"<{self.kind} {self.name}{{{labels}}} id={self.id}>"
+
+
+def late_message(name: str, t: float, core) -> str:
+    """Why a point was late, in the words both twins use."""
+    return (f"{name}: point at ts={t!r} is too old: its bucket already closed "
+            f"(more than lateness={core.lateness:g}s behind now={core.watermark!r})")
 
 
 class LabelIndex:

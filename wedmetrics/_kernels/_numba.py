@@ -9,10 +9,13 @@ reads no module globals that could change.
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
-__all__ = ["robust_detect", "ewma_detect", "alert_onsets"]
+__all__ = ["robust_detect", "ewma_detect", "alert_onsets", "conformal_surprise", "knn_distance",
+           "likelihood_nines", "ensemble_detect"]
 
 
 @njit(cache=True)
@@ -255,3 +258,124 @@ def alert_onsets(anomalous, consecutive, cooldown):
             last = i
             fired = True
     return out
+
+
+# -- the ensemble (wedmetrics.alerting.scorers, likelihood, ensemble) ---------------
+
+@njit(cache=True)
+def conformal_surprise(scores, calibration):
+    """Batch ``scorers.ConformalRank``: surprise in [0, 1] of each score."""
+    n = scores.shape[0]
+    out = np.zeros(n)
+    ring = np.empty(calibration)
+    srt = np.empty(calibration)
+    k = 0
+    head = 0
+    log_size = np.log(calibration + 1.0)
+    for i in range(n):
+        s = scores[i]
+        if k > 0:
+            at_least = k - np.searchsorted(srt[:k], s, side="left")
+            out[i] = np.log((k + 1.0) / (1.0 + at_least)) / log_size
+        if k == calibration:
+            _remove_sorted(srt, k, ring[head])
+            k -= 1
+            ring[head] = s
+            head = (head + 1) % calibration
+        else:
+            ring[k] = s
+        _insert_sorted(srt, k, s)
+        k += 1
+    return out
+
+
+@njit(cache=True)
+def knn_distance(values, dim, k, history):
+    """Batch ``scorers.KnnDistance``: mean distance to the k nearest lag vectors."""
+    n = values.shape[0]
+    out = np.zeros(n)
+    dists = np.empty(history)
+    for i in range(dim - 1, n):
+        lo = max(dim - 1, i - dim - history + 1)
+        hi = i - dim
+        m = hi - lo + 1
+        if m < k:
+            continue
+        for j in range(lo, hi + 1):
+            s = 0.0
+            for q in range(dim):
+                t = values[i - q] - values[j - q]
+                s += t * t
+            dists[j - lo] = np.sqrt(s)
+        srt = np.sort(dists[:m])
+        total = 0.0
+        for q in range(k):
+            total += srt[q]
+        out[i] = total / k
+    return out
+
+
+@njit(cache=True)
+def likelihood_nines(raw, window, averaging, learning, reestimate, mean_floor, variance_floor,
+                     max_nines):
+    """Batch ``likelihood.AnomalyLikelihood``: nines of each short-term average."""
+    n = raw.shape[0]
+    out = np.zeros(n)
+    ring = np.empty(window)
+    recent = np.empty(averaging)
+    mean = 0.0
+    sd = 1.0
+    fitted = False
+    for i in range(n):
+        recent[i % averaging] = raw[i]
+        filled = min(i + 1, averaging)
+        start = 0 if i + 1 < averaging else (i % averaging + 1)
+        total = 0.0
+        for j in range(filled):
+            total += recent[(start + j) % filled]
+        avg = total / filled
+        ring[i % window] = avg
+        if i >= learning and (not fitted or (i - learning) % reestimate == 0):
+            size = min(i + 1, window)
+            total = 0.0
+            for j in range(size):
+                total += ring[j]
+            m = total / size
+            ss = 0.0
+            for j in range(size):
+                ss += (ring[j] - m) * (ring[j] - m)
+            var = ss / size
+            mean = max(m, mean_floor)
+            sd = np.sqrt(max(var, variance_floor))
+            fitted = True
+        if fitted:
+            tail = 0.5 * math.erfc((avg - mean) / sd / np.sqrt(2.0))
+            out[i] = max_nines if tail <= 1e-300 else min(max_nines, -np.log10(tail))
+    return out
+
+
+@njit(cache=True)
+def ensemble_detect(values, use, window, min_periods, mean_span, season, season_lag,
+                    mad_to_sigma, mean_ad_to_sigma, knn_dim, knn_k, knn_history, calibration,
+                    likelihood_window, averaging, learning, reestimate, mean_floor,
+                    variance_floor, max_nines):
+    """Batch ``ensemble.EnsembleDetector``: nines per row (max over the scorers in ``use``:
+    robust, knn, seasonal)."""
+    n = values.shape[0]
+    best = np.zeros(n)
+    for which in range(3):
+        if not use[which]:
+            continue
+        if which == 1:
+            raw = knn_distance(values, knn_dim, knn_k, knn_history)
+        else:
+            lag = season if which == 0 else season_lag
+            raw, _ = robust_detect(values, window, min_periods, mean_span, lag, 1e-12, 0, True,
+                                   mad_to_sigma, mean_ad_to_sigma)
+        nines = likelihood_nines(conformal_surprise(raw, calibration), likelihood_window,
+                                 averaging, learning, reestimate, mean_floor, variance_floor,
+                                 max_nines)
+        for i in range(n):
+            if nines[i] > best[i]:
+                best[i] = nines[i]
+    return best

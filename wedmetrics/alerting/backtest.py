@@ -101,13 +101,12 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
     """The frozen default detector as alert rules (one anomaly rule).
 
     :func:`~wedmetrics.alerting.detectors.default_detector_config` in rule
-    form: robust three-view z-score over 300 observations (30 to start),
-    threshold 6, a surprise record per view over 2000 observations,
-    ``for = 0``.  The
-    detector's ``cooldown`` of 100 observations becomes the rule's
-    ``cooldown = 100 * step``: an anomaly alert fires for the one evaluation
-    at which the detector flags (a pulse), resolves at the next, and cannot
-    fire again until 100 observations after that onset.
+    form: the ensemble of anomaly likelihoods (see
+    :mod:`wedmetrics.alerting.ensemble`), ``for = 0``.  The detector's
+    ``cooldown`` of 100 observations becomes the rule's ``cooldown = 100 *
+    step``: an anomaly alert fires for the one evaluation at which the
+    detector flags (a pulse), resolves at the next, and cannot fire again
+    until 100 observations after that onset.
 
     Parameters
     ----------
@@ -118,15 +117,17 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
 
     Examples
     --------
-    >>> [(r.kind, r.step, r.threshold, r.cooldown) for r in default_anomaly_rules("5m")]
-    [('anomaly', 300.0, 6.0, 30000.0)]
+    >>> [(r.kind, r.detector, r.step, r.cooldown) for r in default_anomaly_rules("5m")]
+    [('anomaly', 'ensemble', 300.0, 30000.0)]
     """
     cfg = default_detector_config()
     step_s = parse_duration(step)
     return [AnomalyRule(name=name, metric=metric, step=step_s, stat="mean", detector=cfg.method,
                         baseline=cfg.window, min_points=cfg.min_periods, threshold=cfg.threshold,
                         surprise_window=cfg.surprise_window, mean_span=cfg.mean_span,
-                        alpha=cfg.alpha, cooldown=cfg.cooldown * step_s,
+                        alpha=cfg.alpha, scorers=cfg.scorers, calibration=cfg.calibration,
+                        likelihood_window=cfg.likelihood_window, averaging=cfg.averaging,
+                        learning=cfg.learning, cooldown=cfg.cooldown * step_s,
                         severity="warning")]
 
 

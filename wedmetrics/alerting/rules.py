@@ -366,9 +366,9 @@ class AbsenceRule(_SeriesRule):
 class AnomalyRule(_SeriesRule):
     """``stat`` of each closed ``step`` bucket scored against an adaptive baseline.
 
-    The scoring is :mod:`wedmetrics.alerting.detectors`' (robust median/MAD
-    z-score over level, step and short mean, or EWMA), fed one closed bucket
-    at a time.
+    The scoring is :mod:`wedmetrics.alerting.detectors`' (the ensemble of
+    anomaly likelihoods, the robust median/MAD z-score over level, step and
+    short mean, or EWMA), fed one closed bucket at a time.
 
     An anomaly alert is a pulse: it fires for the one evaluation at which
     the detector flags and resolves at the next, so a firing row is a
@@ -382,9 +382,12 @@ class AnomalyRule(_SeriesRule):
         (1s, 1m, 5m, 1h by default).
     stat : str
         Statistic of each bucket (default ``mean``); empty buckets are "no data".
-    detector : {"robust", "ewma"}
+    detector : {"robust", "ewma", "ensemble"}
+        ``ensemble`` (:mod:`wedmetrics.alerting.ensemble`): its score and
+        ``threshold`` are nines of anomaly likelihood (5: ``1 - 1e-5``).
     baseline : int
-        Buckets in the rolling median/MAD window (``robust``).
+        Buckets in the rolling median/MAD window (``robust``, and the
+        robust scorers of ``ensemble``).
     min_points : int
         Buckets the baseline needs before it scores anything.
     alpha : float
@@ -397,6 +400,13 @@ class AnomalyRule(_SeriesRule):
         A bucket is anomalous only if one of the detector's views (level,
         step, short mean) reaches the threshold and beats every score of
         that view over the previous ``surprise_window`` buckets (0: off).
+    scorers : list of {"robust", "knn", "seasonal"}
+        Raw scorers of ``ensemble`` (``seasonal`` lags one day of steps).
+    calibration : int
+        Previous scores each ``ensemble`` score is ranked against.
+    likelihood_window, averaging, learning : int
+        The ``ensemble``'s anomaly likelihood: buckets its Gaussian is fitted
+        to, raw scores in its short-term average, buckets before it scores.
     feedback : FeedbackPolicy, optional
         Moves ``threshold`` up on false positives.
     """
@@ -404,7 +414,7 @@ class AnomalyRule(_SeriesRule):
     kind: Literal["anomaly"] = "anomaly"
     step: PositiveDuration = 60.0
     stat: str = "mean"
-    detector: Literal["robust", "ewma"] = "robust"
+    detector: Literal["robust", "ewma", "ensemble"] = "robust"
     baseline: int = Field(default=60, ge=2)
     min_points: int = Field(default=10, ge=2)
     alpha: float = Field(default=0.02, gt=0, lt=1)
@@ -412,6 +422,11 @@ class AnomalyRule(_SeriesRule):
     seasonality: Optional[Literal["daily", "weekly"]] = None
     threshold: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     surprise_window: int = Field(default=0, ge=0)
+    scorers: tuple[Literal["robust", "knn", "seasonal"], ...] = ("robust", "knn")
+    calibration: int = Field(default=4000, ge=1)
+    likelihood_window: int = Field(default=8640, ge=2)
+    averaging: int = Field(default=10, ge=1)
+    learning: int = Field(default=300, ge=0)
     feedback: Optional[FeedbackPolicy] = None
 
     @pydantic.field_validator("stat", mode="before")
@@ -430,6 +445,11 @@ class AnomalyRule(_SeriesRule):
         if self.seasonality is None:
             return 0
         return int(round({"daily": 86400.0, "weekly": 604800.0}[self.seasonality] / self.step))
+
+    @property
+    def day_lag(self) -> int:
+        """A day in buckets (at least 1): the lag of the ``seasonal`` scorer."""
+        return max(1, int(round(86400.0 / self.step)))
 
     @pydantic.model_validator(mode="after")
     def _detector_config(self) -> "AnomalyRule":
@@ -455,7 +475,11 @@ class AnomalyRule(_SeriesRule):
                               min_periods=self.min_points,
                               threshold=threshold if threshold is not None else 1e-12,
                               surprise_window=self.surprise_window, mean_span=self.mean_span,
-                              alpha=self.alpha, season=self.season, consecutive=1, cooldown=0)
+                              alpha=self.alpha, season=self.season, consecutive=1, cooldown=0,
+                              scorers=tuple(self.scorers), season_lag=self.day_lag,
+                              calibration=self.calibration,
+                              likelihood_window=self.likelihood_window,
+                              averaging=self.averaging, learning=self.learning)
 
 
 class CompositeRule(AlertRule):

@@ -31,6 +31,8 @@ ROUTERS: tuple[str, ...] = (
     "alerts_api",
     "alertmanager_api",
     "stream",
+    "metrics",
+    "page",
 )
 
 #: ``/api/v1/metrics/...`` answers as ``/api/metrics/...`` (kept out of the schema)
@@ -45,7 +47,7 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
                cors_origins: Sequence[str] | None = None, cache_ttl="1s",
                rate_limit: str | None = None, redis_url: str | None = None, *,
                redis_prefix: str = "wedmetrics:", stream_interval=1.0,
-               title: str = "wedmetrics hub") -> FastAPI:
+               metrics_window="5m", title: str = "wedmetrics hub") -> FastAPI:
     """The hub's ASGI app (FastAPI) over the given objects.
 
     Parameters
@@ -76,6 +78,8 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
         their cache and limits).
     stream_interval : float or str
         Period of the server-sent events of ``/api/metrics/stream``.
+    metrics_window : float or str
+        The window of the quantiles ``/metrics`` exposes (default ``"5m"``).
 
     Returns
     -------
@@ -85,6 +89,7 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
     hub = Hub(engine, alerts=alerts, calendar=calendar, storage=storage, tokens=tokens,
               cache_ttl=cache_ttl, rate_limit=rate_limit, redis_url=redis_url,
               redis_prefix=redis_prefix, stream_interval=stream_interval)
+    hub.metrics_window = metrics_window
 
     @contextlib.asynccontextmanager
     async def lifespan(app):

@@ -121,6 +121,17 @@ class WeddingModel(pydantic.BaseModel):
     event_end: float
 
 
+class WeddingPriority(pydantic.BaseModel):
+    wedding: WeddingModel
+    priority: Priority
+
+
+class WeddingList(pydantic.BaseModel):
+    now: float = Field(description="Epoch seconds the priorities are judged at")
+    weddings: list[WeddingPriority] = Field(
+        description="By event start; on the asked day in each wedding's own timezone")
+
+
 class AlertModel(pydantic.BaseModel):
     id: str
     rule: str

@@ -1,11 +1,13 @@
 """``/api/metrics/wedding/{wedding_id}``: one wedding, its priority now, its series and alerts."""
 from __future__ import annotations
 
+import datetime as _dt
+
 from fastapi import APIRouter, Depends, Path, Query, Request
 
 from . import params
 from .errors import ERROR_RESPONSES, ApiError
-from .models import Priority, WeddingModel, WeddingView
+from .models import Priority, WeddingList, WeddingModel, WeddingPriority, WeddingView
 from .tenancy import WEDDING_LABEL, Tenant
 from .views import answer, series_stats, visible_alerts
 
@@ -32,6 +34,34 @@ def router(hub) -> APIRouter:
                                window=seconds,
                                series=[series_stats(hub, r, seconds, now) for r in mine],
                                alerts=visible_alerts(hub, tenant, wedding_id=w.id))
+
+        return await answer(hub, request, tenant, build)
+
+    @api.get("/weddings", response_model=WeddingList,
+             summary="The tenant's weddings of one day (default today), with their priority now")
+    async def weddings(request: Request, tenant: Tenant = Depends(hub.limited),
+                       day: str = Query("today", max_length=10, pattern=r"^(today|\d{4}-\d{2}-\d{2})$",
+                                        description='"today" (in each wedding\'s timezone) '
+                                                    'or YYYY-MM-DD')):
+        wanted = None
+        if day != "today":
+            try:
+                wanted = _dt.date.fromisoformat(day)
+            except ValueError:
+                raise ApiError(400, "day", f"not a date: {day!r}") from None
+
+        def build() -> WeddingList:
+            now = hub.now()
+            found = []
+            for w in hub.calendar or ():
+                if not tenant.sees_org(w.org_id):
+                    continue
+                if w.date == (wanted or w.local(now).date()):
+                    found.append(w)
+            found.sort(key=lambda w: (w.event_start, w.id))
+            return WeddingList(now=now, weddings=[
+                WeddingPriority(wedding=_wedding_model(w), priority=_priority(hub, w, now))
+                for w in found])
 
         return await answer(hub, request, tenant, build)
 

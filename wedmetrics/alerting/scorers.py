@@ -1,0 +1,122 @@
+"""Raw anomaly scorers of the ensemble, one observation at a time, bounded state.
+
+* :class:`ConformalRank` turns any raw score into a conformal p-value against
+  its own recent history (Vovk, Gammerman & Shafer, "Algorithmic learning in
+  a random world", 2005): ``p = (1 + #{previous scores >= s}) / (m + 1)``
+  over the last ``m <= calibration`` scores, reported as the *surprise*
+  ``-log(p) / log(calibration + 1)`` in [0, 1].  Under exchangeability p is
+  uniform whatever the scorer's scale, which is what lets one likelihood
+  layer serve a robust z-score and a nearest-neighbour distance alike.
+* :class:`KnnDistance` is the non-conformity measure of KNN CAD (Burnaev &
+  Ishimtsev, "Conformalized density- and clustering-based anomaly detection
+  in time-series data", 2016): the mean Euclidean distance from the current
+  lag vector of ``dim`` observations to its ``k`` nearest neighbours among
+  the ``history`` lag vectors before it (those overlapping it excluded).  It
+  sees shapes, not levels: a series that starts oscillating differently
+  scores high although every value is in range.
+
+The Numba twins (``wedmetrics._kernels._numba``) repeat these operations in
+the same order; ``tests/alerting/test_ensemble.py`` checks they agree.
+"""
+from __future__ import annotations
+
+import math
+from array import array
+from bisect import bisect_left, bisect_right
+
+__all__ = ["ConformalRank", "KnnDistance"]
+
+
+class ConformalRank:
+    """Surprise of a score against the last ``calibration`` scores, in [0, 1].
+
+    Memory: two float arrays of ``calibration`` entries (ring and sorted copy).
+
+    Examples
+    --------
+    >>> rank = ConformalRank(9)
+    >>> [round(rank.update(s), 3) for s in [1.0, 2.0, 0.5, 3.0]]
+    [0.0, 0.301, 0.0, 0.602]
+    """
+
+    __slots__ = ("_size", "_log", "_ring", "_sorted", "_head")
+
+    def __init__(self, calibration: int) -> None:
+        if isinstance(calibration, bool) or not isinstance(calibration, int) or calibration < 1:
+            raise ValueError(f"calibration={calibration!r} must be an integer >= 1")
+        self._size = calibration
+        self._log = math.log(calibration + 1.0)
+        self._ring = array("d")
+        self._sorted = array("d")
+        self._head = 0
+
+    def update(self, score: float) -> float:
+        """Surprise of ``score`` (0 with no history), then remember it."""
+        srt = self._sorted
+        k = len(srt)
+        surprise = 0.0
+        if k:
+            at_least = k - bisect_left(srt, score)
+            surprise = math.log((k + 1.0) / (1.0 + at_least)) / self._log
+        if k == self._size:
+            old = self._ring[self._head]
+            del srt[bisect_left(srt, old)]
+            self._ring[self._head] = score
+            self._head = (self._head + 1) % self._size
+        else:
+            self._ring.append(score)
+        srt.insert(bisect_right(srt, score), score)
+        return surprise
+
+
+class KnnDistance:
+    """Mean distance of the current lag vector to its ``k`` nearest predecessors.
+
+    Scores 0 until ``k`` predecessors exist.  Cost O(history * dim) per
+    observation, memory ``history + 2 * dim`` floats.
+
+    Examples
+    --------
+    >>> knn = KnnDistance(dim=2, k=1, history=10)
+    >>> scores = [knn.update(v) for v in [0.0, 1.0] * 6 + [5.0]]
+    >>> scores[-2], scores[-1] > 3
+    (0.0, True)
+    """
+
+    __slots__ = ("_dim", "_k", "_history", "_size", "_ring", "_n")
+
+    def __init__(self, dim: int, k: int, history: int) -> None:
+        for name, value in (("dim", dim), ("k", k), ("history", history)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}={value!r} must be an integer >= 1")
+        if k > history:
+            raise ValueError(f"k={k} exceeds history={history}")
+        self._dim, self._k, self._history = dim, k, history
+        self._size = history + 2 * dim - 1      # values the oldest compared vector reaches back to
+        self._ring = array("d", bytes(8 * self._size))
+        self._n = 0
+
+    def update(self, value: float) -> float:
+        """Score the lag vector ending at ``value``, then keep ``value``."""
+        size, dim, ring = self._size, self._dim, self._ring
+        ring[self._n % size] = value
+        self._n += 1
+        i = self._n - 1                          # index of the current value
+        if i < dim - 1:
+            return 0.0
+        lo = max(dim - 1, i - dim - self._history + 1)
+        hi = i - dim                             # last end that does not overlap the current vector
+        if hi - lo + 1 < self._k:
+            return 0.0
+        dists = []
+        for j in range(lo, hi + 1):
+            s = 0.0
+            for q in range(dim):
+                t = ring[(i - q) % size] - ring[(j - q) % size]
+                s += t * t
+            dists.append(math.sqrt(s))
+        dists.sort()
+        total = 0.0
+        for q in range(self._k):
+            total += dists[q]
+        return total / self._k
