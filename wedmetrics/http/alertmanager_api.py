@@ -55,7 +55,9 @@ def router(hub) -> APIRouter:
     """The hub's part (``create_app``): the v2 API over the hub's alert engine.
 
     Alertmanager's API has no tenants, so with hub tokens it answers
-    operators only (403 for an org's token); without tokens, everyone.
+    operators only (403 for an org's token); without tokens, everyone.  Its
+    contract is Alertmanager's own ``openapi.yaml`` (error bodies are JSON
+    strings, as there), so it stays out of the hub's schema.
     """
     if hub.alerts is None:
         return APIRouter()
@@ -67,17 +69,19 @@ def router(hub) -> APIRouter:
         if not tenant.operator:
             raise ApiError(403, "authorization", "the Alertmanager API is for operator tokens only")
 
-    return alertmanager_router(hub.alerts, dependencies=[Depends(operator)])
+    return alertmanager_router(hub.alerts, dependencies=[Depends(operator)], include_in_schema=False)
 
 
-def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=()) -> APIRouter:
+def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
+                        include_in_schema: bool = True) -> APIRouter:
     """Alertmanager's v2 API over ``alerts`` (an :class:`~wedmetrics.alerting.AlertEngine`).
 
     Uses only the engine's public parts: :meth:`~AlertEngine.receive_alerts`,
     its ``received`` alerts, ``dispatcher`` (silences, groups, routes) and
     :meth:`~AlertEngine.active`.
     """
-    api = APIRouter(prefix=prefix, tags=["alertmanager"], dependencies=list(dependencies))
+    api = APIRouter(prefix=prefix, tags=["alertmanager"], dependencies=list(dependencies),
+                    include_in_schema=include_in_schema)
     started = _dt.datetime.now(_dt.timezone.utc)
     dispatcher = alerts.dispatcher
     am_mode, wedding_labels = dispatcher.config.alertmanager, dispatcher.config.wedding_labels
