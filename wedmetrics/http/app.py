@@ -17,9 +17,11 @@ from importlib import import_module
 from typing import Mapping, Sequence
 
 from fastapi import FastAPI
+from fastapi.responses import Response
 
-from .errors import error_response, install_error_handlers
+from .errors import ApiError, error_response, install_error_handlers
 from .hub import Hub
+from .views import cache_key
 
 __all__ = ["create_app", "ROUTERS", "MAX_QUERY_STRING", "MAX_BODY"]
 
@@ -102,19 +104,21 @@ def create_app(engine=None, alerts=None, calendar=None, storage=None,
     install_error_handlers(app)
     for name in ROUTERS:
         app.include_router(import_module(f"{__package__}.{name}").router(hub))
-    if cors_origins:
+    app.add_middleware(_Guard, hub=hub)
+    if cors_origins:       # outside the guard: its answers (cache hits, 413, 414) get CORS too
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
                            allow_headers=["Authorization", "Content-Type"], max_age=600)
-    app.add_middleware(_Guard, hub=hub)
     return app
 
 
 class _Guard:
-    """Refuses oversized query strings and bodies before routing, and counts every
-    request (route template, method, status, seconds) in the hub's self-metrics."""
+    """Refuses oversized query strings and bodies before routing, answers fresh cache
+    hits without routing (the tenant resolved and the rate limit counted as the routes
+    would), and counts every request (route template, method, status, seconds) in the
+    hub's self-metrics; cache hits answered here count under the route ``cached``."""
 
     def __init__(self, app, hub: Hub) -> None:
         self.app = app
@@ -145,6 +149,10 @@ class _Guard:
             self._count(scope, status, started)
             return
 
+        if scope.get("method") == "GET" and self.hub.cache.enabled:
+            if await self._answer_from_cache(scope, receive, send, started):
+                return
+
         async def counting_send(message):
             nonlocal status
             if message["type"] == "http.response.start":
@@ -155,6 +163,32 @@ class _Guard:
             await self.app(scope, _bounded(receive), counting_send)
         finally:
             self._count(scope, status, started)
+
+    async def _answer_from_cache(self, scope, receive, send, started: float) -> bool:
+        headers = dict(scope.get("headers", ()))
+        client = scope.get("client")
+        try:
+            tenant = self.hub.tokens.resolve(
+                headers.get(b"authorization", b"").decode("latin-1") or None,
+                client[0] if client else "unknown")
+        except ApiError:
+            return False               # the routes answer the 401
+        body = self.hub.cache.peek(cache_key(tenant.org, scope))
+        if body is None:
+            return False
+        if self.hub.limiter is not None:
+            try:
+                await self.hub.limiter.check(tenant.key)
+            except ApiError as exc:
+                response = error_response(exc.status, exc.parameter, exc.message, exc.headers)
+                await response(scope, receive, send)
+                self.hub.metrics.observe_request("cached", "GET", exc.status,
+                                                 time.perf_counter() - started)
+                return True
+        response = Response(body, media_type="application/json", headers={"X-Cache": "hit"})
+        await response(scope, receive, send)
+        self.hub.metrics.observe_request("cached", "GET", 200, time.perf_counter() - started)
+        return True
 
     def _count(self, scope, status: int, started: float) -> None:
         route = scope.get("route")
@@ -183,8 +217,6 @@ def _bounded(receive):
         if message["type"] == "http.request":
             seen += len(message.get("body", b""))
             if seen > MAX_BODY:
-                from .errors import ApiError
-
                 raise ApiError(413, "body", f"request body over {MAX_BODY} bytes")
         return message
 

@@ -51,6 +51,16 @@ class ResponseCache:
     def enabled(self) -> bool:
         return self.ttl > 0
 
+    def peek(self, key: str) -> bytes | None:
+        """The body of ``key`` while it is fresh in this process (counted as a hit), or None."""
+        if self.ttl <= 0:
+            return None
+        entry = self._local.get(key)
+        if entry is None or entry[0] <= time.monotonic():
+            return None
+        self.metrics.count_cache("hits")
+        return entry[1]
+
     async def get_or_compute(self, key: str, compute: Callable[[], bytes]) -> tuple[bytes, str]:
         """The body for ``key`` and how it was found: ``hit``, ``coalesced``,
         ``shared`` (from Redis), ``miss`` or ``off``.  An exception of

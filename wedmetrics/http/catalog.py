@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..aggregation import WindowStats
 from ..buckets import SeriesKey
 from ..storage.base import merge_rows
@@ -25,6 +27,7 @@ __all__ = ["Catalog", "SeriesRef", "STORE_WIDTHS"]
 #: bucket widths read from stores for windows: whole minutes where the
 #: writers have closed them, seconds at the edges
 STORE_WIDTHS = (1.0, 60.0)
+_QS = (0.5, 0.95, 0.99)
 #: how long after a minute ends its 1 m bucket is surely stored (lateness + flush)
 _SETTLE = 15.0
 
@@ -99,6 +102,33 @@ class Catalog:
         return {r.name for r in self.select(tenant, None)[0]}
 
     # -- windows ---------------------------------------------------------------
+    def windows(self, refs: list[SeriesRef], seconds: float, now: float) -> list[tuple]:
+        """``(count, sum, min, max, p50, p95, p99, alpha)`` of each series over the last
+        ``seconds``.  Series only the live engine holds are read in one batch call of
+        the engine (``aggregation.read_windows``, as the alert engine reads its rules'
+        windows); the others merge their live and stored parts one by one."""
+        out: list = [None] * len(refs)
+        live = [i for i, r in enumerate(refs) if r.handle is not None and not r.stores]
+        if live:
+            engine = self.hub.engine
+            width = engine.resolutions[0][1]
+            hi = math.floor(now / width) + 1
+            lo = hi - max(1, math.ceil(seconds / width - 1e-9))
+            n = len(live)
+            count, total, mins, maxs, qs = engine.aggregation.read_windows(
+                [[refs[i].handle.id] for i in live], np.full(n, lo, dtype=np.int64),
+                np.full(n, hi, dtype=np.int64), np.full(n, now, dtype=np.float64),
+                [_QS] * n)
+            qs = np.asarray(qs, dtype=np.float64).reshape(n, len(_QS))
+            for j, i in enumerate(live):
+                out[i] = (int(count[j]), float(total[j]), float(mins[j]), float(maxs[j]),
+                          *qs[j].tolist(), engine.alpha)
+        for i, r in enumerate(refs):
+            if out[i] is None:
+                w = self.window(r, seconds, now)
+                out[i] = (w.count, w.sum, w.min, w.max, w.p50, w.p95, w.p99, w.alpha)
+        return out
+
     def window(self, ref: SeriesRef, seconds: float, now: float) -> WindowStats:
         """Statistics of the last ``seconds`` of one series, live and stored merged."""
         parts = []

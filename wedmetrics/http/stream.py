@@ -21,7 +21,7 @@ from .errors import ERROR_RESPONSES
 from .metrics_api import MAX_WINDOW
 from .models import AlertList
 from .tenancy import Tenant
-from .views import realtime, visible_alerts
+from .views import realtime, to_json, visible_alerts
 
 __all__ = ["router"]
 
@@ -52,8 +52,8 @@ def router(hub) -> APIRouter:
                     if await request.is_disconnected():
                         return
                     body, _ = await hub.cache.get_or_compute(
-                        key, lambda: realtime(hub, tenant, name, matchers, seconds,
-                                              limit).model_dump_json().encode("utf-8"))
+                        key, lambda: to_json(realtime(hub, tenant, name, matchers, seconds,
+                                                      limit)))
                     yield {"event": "realtime", "data": body.decode("utf-8")}
                     alerts = AlertList(alerts=visible_alerts(hub, tenant)).model_dump(mode="json")
                     # a change is an alert's arrival, departure or state, not its value

@@ -32,7 +32,7 @@ def router(hub) -> APIRouter:
             mine = [r for r in refs if r.labels.get(WEDDING_LABEL) == w.id]
             return WeddingView(wedding=_wedding_model(w), priority=_priority(hub, w, now),
                                window=seconds,
-                               series=[series_stats(hub, r, seconds, now) for r in mine],
+                               series=series_stats(hub, mine, seconds, now),
                                alerts=visible_alerts(hub, tenant, wedding_id=w.id))
 
         return await answer(hub, request, tenant, build)
