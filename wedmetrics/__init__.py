@@ -30,6 +30,8 @@ _LAZY = {
     "TimescaleBackend": "wedmetrics.storage",
     "StorageBackend": "wedmetrics.storage",
     "AlertEngine": "wedmetrics.alerting",
+    "load_alertmanager_config": "wedmetrics.alerting",
+    "AlertmanagerNotifier": "wedmetrics.alerting",
     "AlertRule": "wedmetrics.alerting",
     "load_rules": "wedmetrics.alerting",
     "Severity": "wedmetrics.alerting",
@@ -79,6 +81,9 @@ _LAZY = {
     "timed": "wedmetrics.collect",
     "counted": "wedmetrics.collect",
     "InProgress": "wedmetrics.collect",
+    "ASGIMetricsMiddleware": "wedmetrics.collect",
+    "WSGIMetricsMiddleware": "wedmetrics.collect",
+    "RemoteWriteExporter": "wedmetrics.export.remote_write",
 }
 
 
