@@ -235,7 +235,10 @@ class AggregationEngine:
         return np.sort(np.concatenate(parts))
 
     def buckets(self, target, resolution="1m", start=None, end=None, labels=None) -> Columns:
-        """Buckets of one resolution with ``start <= bucket start < end``.
+        """Buckets of one resolution that overlap ``[start, end)``: the one
+        holding ``start`` (which may begin before it) up to the last one
+        beginning before ``end``, so the points of a span are all in the
+        buckets listed for it, at every resolution.
 
         Closed buckets come from memory; buckets still open are built from
         finer data and marked ``closed=False``.  With several series the
@@ -245,7 +248,7 @@ class AggregationEngine:
         now = self._now()
         end = now if end is None else float(end)
         start = end - 3600.0 if start is None else float(start)
-        lo = math.ceil(start / width)
+        lo = math.floor(start / width)
         hi = math.ceil(end / width) if end != now else math.floor(now / width) + 1
         handles = self.handles(target, labels)
         parts = [self._core.buckets(h.id, level, lo, hi) for h in handles]

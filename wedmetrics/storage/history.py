@@ -1,6 +1,8 @@
 """History: buckets from storage merged with those the engine still holds in memory."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from .._kernels import Sketch
@@ -66,6 +68,7 @@ def history_columns(engine, target, resolution, start, end, memory: Columns) -> 
     _, width = engine.aggregation.level_of(resolution)
     hi = engine.now() if end is None else float(end)
     lo = hi - 3600.0 if start is None else float(start)
+    lo = math.floor(lo / width) * width      # the bucket holding the start, as engine.buckets
     handles = engine.aggregation.handles(target, None)
     per_key: dict[SeriesKey, Columns | None] = {}
     if len(handles) == 1:
