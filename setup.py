@@ -51,7 +51,7 @@ def _extensions():
         return []
     ext = Extension(
         "wedmetrics._kernels._core",
-        sources=["wedmetrics/_kernels/_core.pyx", "csrc/sketch.c", "csrc/core.c"],
+        sources=["wedmetrics/_kernels/_core.pyx", "csrc/sketch.c", "csrc/core.c", "csrc/wal.c"],
         include_dirs=["csrc", numpy.get_include()],
         depends=["csrc/sketch.h", "csrc/core.h", "wedmetrics/_kernels/_core.pxd"],
         extra_compile_args=COMPILE,

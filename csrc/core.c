@@ -1,5 +1,6 @@
 /* The bucket core; see core.h for the layout and _core_ref.py for the spec. */
 #include "core.h"
+#include "wal.h"
 
 #include <float.h>
 #include <math.h>
@@ -96,6 +97,7 @@ struct wm_core {
     int64_t pkeys_cap;
     wm_pkey *moved;         /* scratch of the window cache: pieces that left, then entered */
     int64_t moved_cap;
+    wm_wal wal;             /* write-ahead log segment (base NULL: off) */
 };
 
 /* ---- accounted allocation ---------------------------------------------- */
@@ -717,6 +719,9 @@ static inline int record_one(wm_core *c, int64_t sid, double v, double ts, int64
     int64_t idx = floor_idx(q);
     if (idx < c->horizon_idx)
         return WM_REC_LATE;
+    /* logged once accepted, before it lands: an acknowledged point is in the log */
+    if (c->wal.base && wm_wal_append(&c->wal, sid, ts, v))
+        return WM_WAL_FULL;
     wm_series *s = c->series[sid];
     wm_bucket *b = open_bucket(c, s, idx);
     if (!b || wm_sketch_add_key(&b->sk, v, key))
@@ -1424,4 +1429,21 @@ int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sk
     }
     c->swept_n = -1;   /* the open bucket may be due already: the next advance sweeps */
     return WM_OK;
+}
+
+/* ---- write-ahead log ------------------------------------------------------------ */
+
+void wm_core_set_wal(wm_core *c, uint8_t *base, uint64_t cap, uint64_t pos, uint32_t salt)
+{
+    c->wal.base = base;
+    c->wal.cap = cap;
+    c->wal.pos = pos;
+    c->wal.salt = salt;
+    c->wal.max_ts = -INFINITY;
+}
+
+void wm_core_wal_state(const wm_core *c, uint64_t *pos, double *max_ts)
+{
+    *pos = c->wal.pos;
+    *max_ts = c->wal.max_ts;
 }

@@ -150,6 +150,13 @@ void wm_outbox_free(wm_outbox *o);
 #define WM_EORDER (-3)
 int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk);
 
+/* Write-ahead log: every accepted point is appended (wal.h) to the segment
+ * [base, base + cap) the caller has mapped, from offset pos, before it lands
+ * in its bucket; a full segment makes record return WM_WAL_FULL (the point
+ * not accepted).  base NULL turns the log off.  The core never does I/O. */
+void wm_core_set_wal(wm_core *c, uint8_t *base, uint64_t cap, uint64_t pos, uint32_t salt);
+void wm_core_wal_state(const wm_core *c, uint64_t *pos, double *max_ts);
+
 int64_t wm_core_memory_bytes(const wm_core *c);
 /* Where the bytes are (for tests and tuning): series blocks, open buckets,
  * then slots and arena bytes of levels 0, 1, 2 and 3+, coarse accumulators'

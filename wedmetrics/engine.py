@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import namedtuple
 
 import numpy as np
@@ -83,11 +84,19 @@ class MetricsEngine:
                  invalid: str = "raise", late: str = "drop",
                  max_series_per_name: int = 10_000, cardinality: str = "raise",
                  max_future=None, flush_interval: float = 1.0,
-                 flush_options: dict | None = None) -> None:
+                 flush_options: dict | None = None, durability: str = "store",
+                 wal_dir=None, wal_options: dict | None = None) -> None:
         if invalid not in ("raise", "drop"):
             raise ValueError(f"invalid policy must be 'raise' or 'drop', got {invalid!r}")
         if late not in ("drop", "raise"):
             raise ValueError(f"late policy must be 'drop' or 'raise', got {late!r}")
+        if durability not in ("store", "wal"):
+            raise ValueError(f"durability must be 'store' or 'wal', got {durability!r}")
+        if durability == "wal" and (storage is None or wal_dir is None):
+            raise ValueError("durability='wal' needs a storage backend and a wal_dir: the log "
+                             "holds points until the store has them")
+        if durability != "wal" and (wal_dir is not None or wal_options):
+            raise ValueError("wal_dir and wal_options need durability='wal'")
         self.clock = clock if clock is not None else WallClock()
         if not isinstance(self.clock, Clock) and not callable(getattr(self.clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
@@ -108,9 +117,6 @@ class MetricsEngine:
         # points refused with an exception, by outcome code; the core counts
         # every refusal, so those dropped silently are the difference
         self._refused = [0] * len(_kernels.REASONS)
-        # "now" is the later of the clock and the newest point from the start:
-        # a first point older than the clock's now minus the lateness is late
-        self._core.advance(self.clock.now())
         self._exact_ids: set[int] = set()
         self._registry = SeriesRegistry(self._make_handle, max_series_per_name, cardinality)
         self._find_labeled = self._registry.lookup
@@ -120,28 +126,74 @@ class MetricsEngine:
         self._lock = threading.Lock()
         self.storage = storage
         self._flusher = None
+        self._wal = None
+        self._pulled_until = -math.inf     # horizon of the flusher's last pull
+        self._next_wal_sync = 0.0
+        self._restart = None
+        if storage is not None:
+            self._core.outbox_enabled = True
+            # before the clock moves the horizon (below, and the flusher's
+            # thread): a replayed point must not be late for a horizon this
+            # start has not reached yet; it closes when the horizon passes
+            self._restart = self._start_from_storage(wal_dir, wal_options)
+        # "now" is the later of the clock and the newest point from the start:
+        # a first point older than the clock's now minus the lateness is late
+        self._core.advance(self.clock.now())
         if storage is not None:
             from .storage.flusher import Flusher
 
-            self._core.outbox_enabled = True
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
+                                    on_caught_up=self._stored_up_to_last_pull,
                                     **(flush_options or {}))
-        self._restart = self._start_from_storage() if storage is not None else None
 
-    def _start_from_storage(self) -> dict:
+    def _start_from_storage(self, wal_dir, wal_options) -> dict:
         from .storage.resume import adopt_stored_series, resume_open_buckets
 
+        wal = None
+        if wal_dir is not None:
+            from .wal.log import WriteAheadLog
+
+            wal = WriteAheadLog(wal_dir, **(wal_options or {}))
+            if wal.writer_id is None:
+                wal.claim(self.storage.writer_id)
+            else:       # the log's points are this writer's: resume them as its own
+                self.storage.writer_id = wal.writer_id
         report = {"series": adopt_stored_series(self)}
-        report["resumed"] = resumed = resume_open_buckets(self)
+        logged = list(wal.recorded()) if wal is not None else []
+        oldest = min((float(r["ts"].min()) for _, r in logged), default=None)
+        report["resumed"] = resumed = resume_open_buckets(self, since=oldest)
+        covered = resumed.pop("covered")
+        if wal is not None:
+            from .wal.replay import replay
+
+            replay(self, logged, covered, wal.report)
+            report["wal"] = wal.report
         if resumed["stored_until"] is not None:
             self._core.advance(resumed["stored_until"] + self.lateness)
+        if wal is not None:
+            wal.start(self._core, self._registry.all())
+            self._wal = wal
         return report
+
+    def _stored_up_to_last_pull(self) -> None:
+        # the flusher has stored every row it pulled: so every 1 s bucket that
+        # had closed by then is in the store, and the log may forget it
+        if self._wal is not None:
+            self._wal.truncate(self._pulled_until, self.resolutions[0][1])
+
+    def sync_wal(self) -> None:
+        """Force the write-ahead log to disk now (``msync``/``fsync``): call it before
+        acknowledging points to a client when a machine crash must not lose them."""
+        if self._wal is not None:
+            self._wal.sync_now()
 
     # -- series ---------------------------------------------------------
     def _make_handle(self, name, labels, kind, exact):
         sid = self._core.add_series(int(exact))
         if exact:
             self._exact_ids.add(sid)
+        if self._wal is not None:
+            self._wal.log_series(sid, name, labels, kind)
         return _kernels.Handle(self._core, sid, name, labels, kind, self.clock,
                                self.invalid == "raise", self.late == "raise",
                                self.max_future, self._refused)
@@ -366,11 +418,28 @@ class MetricsEngine:
     def drain_closed(self) -> BucketBatch:
         """Closed buckets not yet handed out (only collected with storage)."""
         self._tick()
+        if self._wal is not None:
+            self._wal_housekeeping()
         sid, level, idx, count, total, lo, hi, blobs = self._core.drain()
         widths = np.array([w for _, w in self.resolutions], dtype=np.float64)
         width = widths[level] if len(level) else np.empty(0, dtype=np.float64)
         keys = {int(i): self._registry.key_of(int(i)) for i in np.unique(sid)}
         return BucketBatch(sid, width, idx * width, count, total, lo, hi, blobs, keys)
+
+    def _wal_housekeeping(self) -> None:
+        # close what is due in every series (a quiet one too), so that every
+        # 1 s bucket ending before the horizon is in this drain: stored once
+        # the flusher catches up, when the log may forget it
+        watermark = self._core.watermark
+        if watermark > -math.inf:
+            self._core.advance(watermark)
+            self._pulled_until = watermark - self.lateness
+        wal = self._wal
+        if wal.sync == "interval":
+            now = time.monotonic()
+            if now >= self._next_wal_sync:
+                wal.sync_now()
+                self._next_wal_sync = now + wal.sync_interval
 
     def stats(self) -> dict:
         """Counts of points and the engine's size.
@@ -430,7 +499,11 @@ class MetricsEngine:
         widest = self.resolutions[-1][1]
         self._core.advance(self.now() + self.lateness + widest)
         if self._flusher is not None:
-            self._flusher.close(timeout=timeout)
+            left = self._flusher.close(timeout=timeout)
+            if self._wal is not None:
+                # a clean stop empties the log; rows left unwritten keep it for the next start
+                self._wal.close(everything_stored=not left["buffered"]
+                                and not left["dropped"]["close_timeout"])
         if self.storage is not None:
             self.storage.close()
 

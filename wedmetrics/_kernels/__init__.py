@@ -31,12 +31,16 @@ if not _force_pure:
     else:
         HAVE_COMPILED = True
 
+from ..wal import _format as _wal_format  # noqa: E402
+
 if HAVE_COMPILED:
+    wal_scan = _compiled.wal_scan
     Sketch = _compiled.Sketch
     Core = _compiled.Core
     Handle = _compiled.Handle
     LabelIndex = _compiled.LabelIndex
 else:
+    wal_scan = _wal_format.scan
     Sketch = _sketch_ref.Sketch
     Core = _core_ref.Core
     Handle = _core_ref.Handle
@@ -45,5 +49,5 @@ else:
 from ._core_ref import (BAD_TS, BAD_VALUE, CLOSED, IDX_LIMIT, LATE,  # noqa: E402
                         NEGATIVE_INCREMENT, OK, REASONS, UNKNOWN_SERIES)
 
-__all__ = ["HAVE_COMPILED", "Sketch", "Core", "Handle", "LabelIndex", "OK", "LATE",
+__all__ = ["HAVE_COMPILED", "wal_scan", "Sketch", "Core", "Handle", "LabelIndex", "OK", "LATE",
            "BAD_VALUE", "BAD_TS", "UNKNOWN_SERIES", "NEGATIVE_INCREMENT", "CLOSED", "IDX_LIMIT", "REASONS"]

@@ -118,11 +118,20 @@ cdef extern from "core.h" nogil:
     int wm_core_outbox_enabled(const wm_core *c)
     void wm_core_take_outbox(wm_core *c, wm_outbox *out)
     void wm_outbox_free(wm_outbox *o)
+    void wm_core_set_wal(wm_core *c, uint8_t *base, uint64_t cap, uint64_t pos, uint32_t salt)
+    void wm_core_wal_state(const wm_core *c, uint64_t *pos, double *max_ts)
     int WM_EORDER
     int wm_core_restore(wm_core *c, int64_t sid, int level, int64_t idx, const wm_sketch *sk)
     int64_t wm_core_memory_bytes(const wm_core *c)
     int WM_MEM_PARTS
     void wm_core_memory_breakdown(const wm_core *c, int64_t *out)
+
+
+cdef extern from "wal.h" nogil:
+    int WM_WAL_FULL
+    int WM_WAL_HEADER
+    int WM_WAL_RECORD
+    int64_t wm_wal_scan(const uint8_t *buf, uint64_t len, uint32_t salt, int *torn)
 
 
 cdef class Sketch:
@@ -138,8 +147,11 @@ cdef class Core:
     cdef readonly double alpha
     cdef readonly int max_bins
     cdef public object lock
+    cdef object _wal_view        # the mapped segment the core writes into
+    cdef public object on_wal_full
 
     cdef void _check(self, int rc) except *
+    cdef void _wal_full(self) except *
 
 
 cdef class Handle:

@@ -314,6 +314,21 @@ cdef bytes _encode(const wm_sketch *s, bint header):
         free(tmp)
 
 
+def wal_scan(data, salt):
+    """``(valid records, torn)`` of the records ``data`` holds (bytes after
+    the segment header): see csrc/wal.h.  Compiled twin of
+    ``wedmetrics.wal._format.scan``."""
+    cdef const unsigned char[::1] view = memoryview(data).cast("B")
+    cdef int torn = 0
+    cdef int64_t n
+    if not 0 <= salt < 2 ** 32:
+        raise ValueError(f"salt must be a u32, got {salt!r}")
+    if view.shape[0] == 0:
+        return 0, False
+    n = wm_wal_scan(&view[0], view.shape[0], <uint32_t>salt, &torn)
+    return int(n), bool(torn)
+
+
 cdef class Core:
     """All series of one engine: buckets, roll-ups, windows and the outbox.
 
@@ -393,6 +408,34 @@ cdef class Core:
         if rc == WM_ENOMEM:
             raise MemoryError("wedmetrics core: out of memory")
 
+    cdef void _wal_full(self) except *:
+        if self.on_wal_full is None:
+            raise RuntimeError("write-ahead log segment full and no on_wal_full to roll it")
+        self.on_wal_full()
+
+    # -- write-ahead log ------------------------------------------------------
+    def set_wal(self, buffer, pos=0, salt=0):
+        """Append every accepted point to ``buffer`` (a writable mapped segment)
+        from byte ``pos``, records checked with ``salt``; ``None`` turns the log
+        off.  When it fills, ``on_wal_full()`` is called to set the next one."""
+        cdef unsigned char[::1] view
+        if buffer is None:
+            wm_core_set_wal(self.c, NULL, 0, 0, 0)
+            self._wal_view = None
+            return
+        view = memoryview(buffer).cast("B")
+        if not 0 <= pos <= view.shape[0] or view.shape[0] == 0:
+            raise ValueError(f"pos {pos} outside the segment of {view.shape[0]} bytes")
+        wm_core_set_wal(self.c, &view[0], view.shape[0], pos, <uint32_t>salt)
+        self._wal_view = view
+
+    def wal_state(self):
+        """``(next byte offset, newest timestamp logged in this segment)``."""
+        cdef uint64_t pos
+        cdef double max_ts
+        wm_core_wal_state(self.c, &pos, &max_ts)
+        return pos, max_ts
+
     # -- state ----------------------------------------------------------
     @property
     def watermark(self):
@@ -450,6 +493,9 @@ cdef class Core:
         except OverflowError:
             i = -1
         cdef int code = wm_core_record(self.c, i, value, ts)
+        while code == WM_WAL_FULL:
+            self._wal_full()
+            code = wm_core_record(self.c, i, value, ts)
         self._check(code)
         return code
 
@@ -467,9 +513,21 @@ cdef class Core:
         cdef int64_t n = si.shape[0]
         if n == 0:
             return (0, 0, 0, 0, 0)
-        cdef int rc = wm_core_record_many(self.c, n, &si[0], &tv[0], &vv[0], counts)
+        cdef int64_t total[5]
+        cdef int64_t done = 0, k
+        cdef int rc
+        for k in range(5):
+            total[k] = 0
+        while True:
+            rc = wm_core_record_many(self.c, n - done, &si[done], &tv[done], &vv[done], counts)
+            for k in range(5):
+                total[k] += counts[k]
+                done += counts[k]
+            if rc != WM_WAL_FULL:
+                break
+            self._wal_full()      # then on from the point that did not fit
         self._check(rc)
-        return (counts[0], counts[1], counts[2], counts[3], counts[4])
+        return (total[0], total[1], total[2], total[3], total[4])
 
     def first_invalid(self, sids, ts, values):
         """Index and code of the first point ``record_many`` would refuse
@@ -852,6 +910,13 @@ cdef class Handle:
             raise errors.InvalidPointError(f"{self.name}: {problem}")
 
     cdef void _refused(self, int code, double v, double t) except *:
+        if code == WM_WAL_FULL:
+            self._core._wal_full()
+            code = wm_core_record(self.c, self.sid, v, t)
+            if code == 0:
+                return
+            if code == WM_WAL_FULL:
+                raise RuntimeError("write-ahead log: a new segment has no room for a record")
         if code < 0:
             raise MemoryError("wedmetrics core: out of memory")
         if code == _LATE:

@@ -29,6 +29,7 @@ BAD_TS = 3
 UNKNOWN_SERIES = 4
 NEGATIVE_INCREMENT = 5
 CLOSED = 6
+WAL_FULL = -4          # a full write-ahead log segment (csrc/wal.h); never counted
 REASONS = ("ok", "late", "invalid_value", "invalid_timestamp", "unknown_series",
            "negative_increment", "closed")
 
@@ -202,11 +203,46 @@ class Core:
         self.outcomes = [0] * len(REASONS)   # accepted and drops by reason code
         self.closed = False
         self._swept = None        # (horizon index, series count) of the last full sweep
+        self._wal = None                     # a SegmentWriter while the log is on
+        self.on_wal_full = None
 
     def close(self) -> None:
         """Refuse every later point (``CLOSED``); reads keep working."""
         with self.lock:
             self.closed = True
+
+    # -- write-ahead log ------------------------------------------------------
+    def set_wal(self, buffer, pos: int = 0, salt: int = 0) -> None:
+        """Append every accepted point to ``buffer`` (a writable mapped segment)
+        from byte ``pos``, records checked with ``salt``; ``None`` turns the log
+        off.  When it fills, ``on_wal_full()`` is called to set the next one."""
+        from ..wal._format import SegmentWriter
+
+        with self.lock:
+            old, self._wal = self._wal, None
+            if old is not None:
+                old.release()
+            if buffer is not None:
+                self._wal = SegmentWriter(buffer, pos, salt)
+
+    def wal_state(self) -> tuple[int, float]:
+        """``(next byte offset, newest timestamp logged in this segment)``."""
+        w = self._wal
+        return (0, -math.inf) if w is None else (w.pos, w.max_ts)
+
+    def _wal_full(self) -> None:
+        if self.on_wal_full is None:
+            raise RuntimeError("write-ahead log segment full and no on_wal_full to roll it")
+        self.on_wal_full()
+
+    def _record_logged(self, sid: int, v: float, ts: float) -> int:
+        code = self._record(sid, v, ts)
+        if code == WAL_FULL:
+            self._wal_full()
+            code = self._record(sid, v, ts)
+            if code == WAL_FULL:
+                raise RuntimeError("write-ahead log: a new segment has no room for a record")
+        return code
 
     def count_drop(self, code: int, n: int = 1) -> None:
         with self.lock:
@@ -231,7 +267,7 @@ class Core:
     # -- recording --------------------------------------------------------
     def record(self, sid: int, value: float, ts: float) -> int:
         with self.lock:
-            code = CLOSED if self.closed else self._record(sid, value, ts)
+            code = CLOSED if self.closed else self._record_logged(sid, value, ts)
             self.outcomes[code] += 1
             return code
 
@@ -250,6 +286,9 @@ class Core:
         horizon = self.watermark - self.lateness
         if idx < _horizon_idx(horizon, self.widths[0]):
             return LATE
+        # logged once accepted, before it lands: an acknowledged point is in the log
+        if self._wal is not None and not self._wal.append(sid, ts, v):
+            return WAL_FULL
         s = self._series[sid]
         b = s.open0.get(idx)
         if b is None:
@@ -275,7 +314,7 @@ class Core:
         counts = [0, 0, 0, 0, 0]
         with self.lock:
             for i in range(sids.shape[0]):
-                counts[self._record(int(sids[i]), float(values[i]), float(ts[i]))] += 1
+                counts[self._record_logged(int(sids[i]), float(values[i]), float(ts[i]))] += 1
             for code, n in enumerate(counts):
                 self.outcomes[code] += n
         return tuple(counts)

@@ -54,6 +54,10 @@ class Flusher:
         each consecutive failure.
     thread : bool
         Start the background thread (``False``: call :meth:`flush` yourself).
+    on_caught_up : callable, optional
+        Called (under the write lock) each time the buffer has been written
+        out: every row pulled so far is stored.  The engine's write-ahead log
+        forgets what is stored here.
 
     Notes
     -----
@@ -71,7 +75,7 @@ class Flusher:
     def __init__(self, source: Callable[[], BucketBatch], backend, interval: float = 1.0,
                  buffer_rows: int = 1_000_000, overflow: str = "drop_oldest",
                  batch_rows: int = 100_000, backoff: float = 0.5, max_backoff: float = 30.0,
-                 thread: bool = True) -> None:
+                 thread: bool = True, on_caught_up: Callable[[], None] | None = None) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         for name, v in (("interval", interval), ("backoff", backoff),
@@ -82,6 +86,7 @@ class Flusher:
             raise ValueError(f"buffer_rows and batch_rows must be >= 1, got "
                              f"{buffer_rows!r}, {batch_rows!r}")
         self.source = source
+        self.on_caught_up = on_caught_up
         self.backend = backend
         self.interval = float(interval)
         self.buffer_rows = int(buffer_rows)
@@ -93,6 +98,7 @@ class Flusher:
         self._buffered = 0
         self._lock = threading.Lock()          # buffer and counters
         self._write_lock = threading.Lock()    # one writer at a time
+        self._pull_lock = threading.Lock()     # drain + buffer of one pull
         self._failures = 0                     # consecutive, drives the back-off
         self._next_attempt = 0.0
         self._stats = {"written": 0, "duplicates": 0, "retried": 0, "batches": 0,
@@ -109,6 +115,12 @@ class Flusher:
 
     # -- pulling ------------------------------------------------------------
     def _pull(self) -> None:
+        # a pull is drained and buffered as one step, so that a writer finding
+        # the buffer empty under this lock knows every pull so far is stored
+        with self._pull_lock:
+            self._pull_locked()
+
+    def _pull_locked(self) -> None:
         with self._lock:
             if self.overflow == "block" and self._buffered >= self.buffer_rows:
                 return
@@ -192,6 +204,10 @@ class Flusher:
             while True:
                 chunk = self._take_chunk()
                 if chunk is None:
+                    if self.on_caught_up is not None:
+                        with self._pull_lock:
+                            if not self._buffered:   # every row pulled so far is stored
+                                self.on_caught_up()
                     return True
                 try:
                     new = self.backend.write_buckets(chunk)

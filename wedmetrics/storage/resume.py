@@ -67,7 +67,8 @@ def adopt_stored_series(engine) -> dict:
     return report
 
 
-def resume_open_buckets(engine, lookback: float = RESUME_LOOKBACK) -> dict:
+def resume_open_buckets(engine, lookback: float = RESUME_LOOKBACK,
+                        since: float | None = None) -> dict:
     """Restore, from this writer's stored rows, the buckets under every coarse
     bucket it left open; returns a report (``buckets`` restored by
     resolution, ``series`` touched, ``error``).
@@ -77,21 +78,29 @@ def resume_open_buckets(engine, lookback: float = RESUME_LOOKBACK) -> dict:
     lateness, so that a point for a bucket already stored is late, never
     stored twice.  The coarse buckets whose end has passed then close (and
     are stored by the flusher); the others stay open and keep filling.
+
+    ``since`` reaches further back than ``lookback`` (a write-ahead log's
+    oldest point).  ``report["covered"][key]`` is, per series key
+    examined, the time before which this writer's store holds everything:
+    a logged point older than that is already stored.
     """
     names = [n for n, _ in engine.resolutions]
     report = {"buckets": dict.fromkeys(names, 0), "series": 0, "error": None}
+    covered: dict = {}
     storage, core = engine.storage, engine._core
     widths = [w for _, w in engine.resolutions]
     own = storage.writer_id
     now = engine.clock.now()
     top = widths[-1]
     lo = math.floor((now - lookback) / top) * top
+    if since is not None and since < lo:
+        lo = math.floor(since / top) * top
     hi = max(now, lo) + 1e9          # finite: every backend's time type holds it
     newest_end = -math.inf
     for h in engine.series_list():
         key = SeriesKey.of(h.name, h.labels, h.kind)
         try:
-            per_level = _rows_to_restore(storage, key, widths, lo, hi, own)
+            per_level, covered[key] = _rows_to_restore(storage, key, widths, lo, hi, own)
         except Exception as exc:     # a store that fails mid-way: report, keep the rest
             report["error"] = f"read_buckets({key.name!r}): {exc!r}"
             log.warning("wedmetrics: resuming %r failed (%r); its open buckets start empty",
@@ -111,13 +120,15 @@ def resume_open_buckets(engine, lookback: float = RESUME_LOOKBACK) -> dict:
     # its own there (after replaying a write-ahead log, whose points one
     # series' stored prefix must not make late for another)
     report["stored_until"] = newest_end if newest_end > -math.inf else None
+    report["covered"] = covered
     return report
 
 
 def _rows_to_restore(storage, key: SeriesKey, widths: list, lo: float, hi: float,
                      own: int) -> list:
     """Per level below the coarsest, this writer's rows whose parent it never
-    stored: those after the newest stored row one level up (the prefix rule)."""
+    stored: those after the newest stored row one level up (the prefix rule);
+    and the time before which everything of this writer is stored."""
     out = [None] * len(widths)
     since = lo
     for level in range(len(widths) - 1, -1, -1):
@@ -126,4 +137,4 @@ def _rows_to_restore(storage, key: SeriesKey, widths: list, lo: float, hi: float
             out[level] = rows
         if len(rows):
             since = max(since, float(rows.start[-1]) + widths[level])
-    return out
+    return out, since
