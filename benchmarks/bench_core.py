@@ -1,6 +1,8 @@
 """Core speed and memory, as ratios against peers measured in the same run.
 
 Run: ``python -m pytest benchmarks/bench_core.py --benchmark-only -s``
+(``WEDMETRICS_BENCH_10M=1`` adds 10M points to the batch tests; ``python
+benchmarks/bench_core.py batch N [rounds]`` and ``peak N`` print one size as JSON)
 (``-s`` prints the figures; the asserts are the issue's targets).
 The RSS target runs in a subprocess: ``python benchmarks/bench_core.py rss``; bytes
 per series once every ring is full: ``python benchmarks/bench_core.py steady``.
@@ -188,7 +190,7 @@ def batch_contenders(ids, ts, vals) -> dict:
         g.quantile(0.95)
 
     # duckdb: one GROUP BY over the registered pandas frame (scanned in place)
-    # with approx_quantile (its t-digest; the exact quantile is slower),
+    # with approx_quantile (its t-digest estimate, the issue's duckdb idiom),
     # result fetched as numpy arrays
     con = duckdb.connect()
     con.register("pts", frame)
