@@ -30,6 +30,8 @@ _LAZY = {
     "TimescaleBackend": "wedmetrics.storage",
     "StorageBackend": "wedmetrics.storage",
     "AlertEngine": "wedmetrics.alerting",
+    "load_alertmanager_config": "wedmetrics.alerting",
+    "AlertmanagerNotifier": "wedmetrics.alerting",
     "AlertRule": "wedmetrics.alerting",
     "load_rules": "wedmetrics.alerting",
     "Severity": "wedmetrics.alerting",

@@ -2,6 +2,7 @@
 inhibition, silences and mute intervals, and config errors that name the field."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pydantic
@@ -85,7 +86,11 @@ def test_children_inherit_settings_and_alertmanager_defaults():
 def test_matcher_labels_include_rule_severity_and_wedding():
     a = alert(severity=Severity.CRITICAL, wedding_id="w9", route="/rsvp")
     assert alert_labels(a) == {"alertname": "HighLatency", "severity": "critical", "wedding_id": "w9",
-                               "route": "/rsvp"}
+                               "route": "/rsvp", "wedding_severity": "critical"}
+    # a label the alert has is never overwritten; exact Alertmanager mode adds nothing
+    b = alert(severity=Severity.CRITICAL, route="/rsvp")
+    assert alert_labels(dataclasses.replace(b, labels={"severity": "sev1"}))["severity"] == "sev1"
+    assert alert_labels(dataclasses.replace(b, labels={"route": "/x"}), alertmanager=True) == {"route": "/x"}
 
 
 # -- grouping timers ------------------------------------------------------------------
@@ -180,13 +185,16 @@ def test_resolve_for_unknown_alert_is_counted():
     assert d.tick(T0 + 60) == [] and d.stats()["resolved_unknown"] == 1
 
 
-def test_old_alert_arriving_before_first_flush_flushes_at_once():
+def test_old_alert_creating_a_group_flushes_at_once_later_ones_wait():
+    # Alertmanager 0.30+: only the alert that creates the group skips group_wait.
     d = simple()
     d.update(alert("a1", starts_at=T0), T0)
-    # a2 has been pending since long before: Alertmanager flushes right away.
-    d.update(alert("a2", starts_at=T0 - 600), T0 + 5)
-    assert d.next_due() == T0 + 5
-    assert brief(d.tick(T0 + 5)) == [("ops", "initial", ["a2", "a1"], [])]
+    d.update(alert("a2", starts_at=T0 - 600), T0 + 5)   # old, but the group exists already
+    assert d.next_due() == T0 + 30
+    d2 = simple()
+    d2.update(alert("a2", starts_at=T0 - 600), T0 + 5)  # old, and creates the group
+    assert d2.next_due() == T0 + 5
+    assert brief(d2.tick(T0 + 5)) == [("ops", "initial", ["a2"], [])]
 
 
 def test_refire_after_resolve_starts_a_new_group_with_group_wait():
@@ -321,9 +329,10 @@ def test_expiring_a_silence_early_and_cancelling_a_future_one():
     assert d.tick(T0 + 30) == []
     assert d.silences.expire("s1", T0 + 100).ends_at == T0 + 100
     d.silences.expire("later", T0 + 100)
-    assert [s.id for s in d.silences] == ["s1"]
+    # the pending one is kept, expired (Alertmanager: starts_at = ends_at = now)
+    assert [(s.id, s.state(T0 + 101)) for s in d.silences] == [("s1", "expired"), ("later", "expired")]
     assert brief(d.tick(T0 + 330)) == [("ops", "initial", ["a1"], [])]
-    assert d.silences.prune(T0 + 100 + 86400) == 1 and len(d.silences) == 0
+    assert d.silences.prune(T0 + 100 + 86400) == 2 and len(d.silences) == 0
 
 
 def test_silence_that_starts_later_does_not_mute_now():
@@ -395,16 +404,16 @@ def test_mute_interval_applies_only_on_routes_that_name_it():
     ({"route": {"receiver": "ops", "group_by": ["...", "team"]}}, "route.group_by"),
     ({"route": {"receiver": "ops", "recevier": "typo"}}, "route.recevier"),
     ({"route": {"receiver": "ops", "routes": [{"mute_time_intervals": ["nightly"]}]}},
-     "route.routes.0.mute_time_intervals: unknown mute interval 'nightly'"),
+     "route.routes.0.mute_time_intervals: unknown time interval 'nightly'"),
     ({"route": {"receiver": "ops", "escalation": "wedding"}}, "route.escalation: unknown escalation policy"),
-    ({"route": {"receiver": "ops"}, "inhibit_rules": [{"source_matchers": [], "target_matchers": ["a=b"]}]},
+    ({"route": {"receiver": "ops"}, "inhibit_rules": [{"source_matchers": ["a=~("], "target_matchers": ["a=b"]}]},
      "inhibit_rules.0.source_matchers"),
     ({"route": {"receiver": "ops"}, "mute_time_intervals": [{"name": "m", "weekdays": ["funday"]}]},
-     "mute_time_intervals.0.time_intervals.0.weekdays"),
+     "funday is not a valid weekday"),
     ({"route": {"receiver": "ops"}, "mute_time_intervals": [
-        {"name": "m", "times": [{"start_time": "04:00", "end_time": "02:00"}]}]}, "split a range across midnight"),
+        {"name": "m", "times": [{"start_time": "04:00", "end_time": "02:00"}]}]}, "start time cannot be equal or greater than end time"),
     ({"route": {"receiver": "ops"}, "mute_time_intervals": [{"name": "m", "timezone": "Europe/Lndon"}]},
-     "unknown IANA timezone"),
+     "unknown time zone Europe/Lndon"),
     ({"route": {"receiver": "ops"}, "escalation_policies": [
         {"name": "p", "levels": [{"receivers": ["a"]}, {"receivers": ["b"]}]}]}, "levels.0.delay is required"),
 ])

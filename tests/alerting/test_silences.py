@@ -69,6 +69,7 @@ def test_parse_matchers_forms():
 def test_silence_window_is_half_open_and_needs_every_matcher():
     s = Silence(matchers=["wedding_id=w1", 'alertname=~"Slow.*"'], starts_at=100, ends_at=200, created_by="ana")
     assert s.mutes({"wedding_id": "w1", "alertname": "SlowUploads"}, 100)
+    assert s.mutes({"wedding_id": "w1", "alertname": "SlowUploads"}, 199.9)
     assert not s.mutes({"wedding_id": "w1", "alertname": "SlowUploads"}, 200)
     assert not s.mutes({"wedding_id": "w1", "alertname": "Down"}, 150)
     assert s.expired(200) and not s.expired(199.9)
@@ -76,7 +77,7 @@ def test_silence_window_is_half_open_and_needs_every_matcher():
 
 @pytest.mark.parametrize("kw,needle", [
     ({"matchers": []}, "at least one matcher"),
-    ({"ends_at": 50}, "must be after starts_at"),
+    ({"ends_at": 50}, "end time must not be before start time"),
     ({"created_by": ""}, "created_by"),
     ({"starts_at": float("inf")}, "starts_at"),
     ({"matchers": ["bad matcher"]}, "matchers"),
@@ -107,14 +108,16 @@ def test_store_lookup_expiry_and_prune():
 # -- inhibition rules ---------------------------------------------------------------------
 
 def test_default_rule_needs_a_shared_wedding():
-    crit = {"severity": "critical", "wedding_id": "w1"}
-    assert DEFAULT_INHIBIT_RULE.inhibits({"severity": "warning", "wedding_id": "w1"}, crit)
-    assert DEFAULT_INHIBIT_RULE.inhibits({"severity": "info", "wedding_id": "w1"}, {"severity": "page",
-                                                                                   "wedding_id": "w1"})
-    assert not DEFAULT_INHIBIT_RULE.inhibits({"severity": "warning", "wedding_id": "w2"}, crit)
-    assert not DEFAULT_INHIBIT_RULE.inhibits({"severity": "critical", "wedding_id": "w1"}, crit)
+    sev = "wedding_severity"   # the wedding-aware level, never the user's own severity label
+    crit = {sev: "critical", "wedding_id": "w1"}
+    assert DEFAULT_INHIBIT_RULE.inhibits({sev: "warning", "wedding_id": "w1"}, crit)
+    assert DEFAULT_INHIBIT_RULE.inhibits({sev: "info", "wedding_id": "w1"}, {sev: "page", "wedding_id": "w1"})
+    assert not DEFAULT_INHIBIT_RULE.inhibits({sev: "warning", "wedding_id": "w2"}, crit)
+    assert not DEFAULT_INHIBIT_RULE.inhibits({sev: "critical", "wedding_id": "w1"}, crit)
+    assert not DEFAULT_INHIBIT_RULE.inhibits({"severity": "warning", "wedding_id": "w1"},
+                                             {"severity": "critical", "wedding_id": "w1"})
     # Two alerts without wedding: "equal" would hold (both empty), the target matcher refuses.
-    assert not DEFAULT_INHIBIT_RULE.inhibits({"severity": "warning"}, {"severity": "critical"})
+    assert not DEFAULT_INHIBIT_RULE.inhibits({sev: "warning"}, {sev: "critical"})
 
 
 def test_equal_labels_missing_on_both_sides_count_as_equal():
@@ -171,9 +174,9 @@ def test_ranges_days_of_month_months_and_several_intervals():
 
 
 @pytest.mark.parametrize("kw,needle", [
-    ({"weekdays": [1]}, "weekdays must be names"),
-    ({"weekdays": ["friday:monday"]}, "must go upwards"),
-    ({"days_of_month": [0]}, "0 is not a day"),
+    ({"weekdays": [1]}, "1 is not a valid weekday"),
+    ({"weekdays": ["friday:monday"]}, "start day cannot be before end day"),
+    ({"days_of_month": [0]}, "0 is not a valid day of the month"),
     ({"months": ["smarch"]}, "months"),
     ({"times": [{"start_time": "2:60", "end_time": "04:00"}]}, "start_time"),
     ({"times": [{"start_time": "22:00", "end_time": "25:00"}]}, "end_time"),

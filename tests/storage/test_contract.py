@@ -169,6 +169,22 @@ class TestBackendContract:
         with pytest.raises(ValueError, match="AlertEvent.ts"):
             b.write_alert_events([AlertEvent("x", "r", "firing", "page", math.nan)])
 
+    def test_silences_replaced_listed_deleted_and_kept_per_org(self, make_backend):
+        b, other = make_backend("org-a"), make_backend("org-b")
+        rec = {"id": "s1", "matchers": [{"name": "a", "value": "b", "isRegex": False, "isEqual": True}],
+               "starts_at": T0, "ends_at": T0 + 60, "created_by": "ana", "comment": "ünïcode"}
+        b.write_silence("s1", rec, T0)
+        b.write_silence("s1", dict(rec, ends_at=T0 + 30), T0 + 1)
+        b.write_silence("s2", dict(rec, id="s2"), T0 + 2)
+        other.write_silence("s9", dict(rec, id="s9"), T0)
+        got = b.read_silences()
+        assert sorted(got) == ["s1", "s2"] and got["s1"]["ends_at"] == T0 + 30
+        assert got["s1"]["comment"] == "ünïcode"
+        assert b.delete_silences(["s2", "missing"]) == 1
+        assert sorted(b.read_silences()) == ["s1"] and sorted(other.read_silences()) == ["s9"]
+        with pytest.raises(ValueError, match="not JSON-able"):
+            b.write_silence("s3", {"x": math.nan}, T0)
+
     def test_rule_state_replaced_and_listed(self, make_backend):
         b = make_backend()
         b.write_rule_state("latency-high", {"state": "pending", "since": 1.5, "n": [1, 2]}, T0)

@@ -13,6 +13,8 @@
 """
 from __future__ import annotations
 
+from .alertmanager_config import AlertmanagerConfig, load_alertmanager_config
+from .alertmanager_notifier import AlertmanagerNotifier
 from .delivery import DeadLetter, DeliveryQueue, RetryPolicy
 from .detectors import DetectorConfig, detect, make_detector
 from .engine import ALL_RECEIVERS, DEFAULT_GROUP_INTERVAL, AlertEngine, AlertView, History, fingerprint
@@ -30,6 +32,7 @@ from .silences import DEFAULT_INHIBIT_RULE, InhibitRule, MuteInterval, Silence, 
 from .templating import Template, TemplateError
 
 __all__ = [
+    "load_alertmanager_config", "AlertmanagerConfig", "AlertmanagerNotifier",
     "AlertEngine", "AlertView", "History", "ALL_RECEIVERS", "DEFAULT_GROUP_INTERVAL",
     "fingerprint", "TickResult", "DetectorConfig", "make_detector", "detect", "Escalation",
     "STATE_NAMES", "AlertRule", "ThresholdRule", "RateOfChangeRule", "AbsenceRule", "AnomalyRule",

@@ -249,6 +249,18 @@ class AlertEngine:
         Events kept in memory (oldest evicted first, counted in :meth:`stats`).
     rules : iterable of AlertRule or dict, optional
         Added with :meth:`add_rule`.
+    config : str, path or AlertmanagerConfig, optional
+        An ``alertmanager.yml`` (path or text; see
+        :func:`~wedmetrics.alerting.alertmanager_config.load_alertmanager_config`)
+        instead of ``routing``/``route``: its route tree, inhibit rules,
+        time intervals and receivers (each a notifier channel).  A
+        ``notifiers`` entry named like a receiver without integrations serves
+        that receiver (the wedmetrics channels).
+    wedding_defaults : bool
+        With ``config`` and a ``calendar``: add the wedding-day inhibit rule
+        (:data:`~wedmetrics.alerting.silences.DEFAULT_INHIBIT_RULE`) and the
+        Saturday escalation speed-up (default True).  False, or no calendar:
+        exactly Alertmanager's behaviour.
 
     Examples
     --------
@@ -271,15 +283,40 @@ class AlertEngine:
     def __init__(self, engine, *, calendar=None, policy=None, notifiers: Iterable = (),
                  delivery=None, routing=None, route=None, inhibit_rules=None,
                  mute_intervals: Iterable = (), escalation: Iterable = (), interval=1.0,
-                 storage=..., history_limit: int = 100_000, rules: Iterable = ()) -> None:
+                 storage=..., history_limit: int = 100_000, rules: Iterable = (), config=None,
+                 wedding_defaults: bool = True) -> None:
         from .delivery import DeliveryQueue
+        from .received import ReceivedAlerts
         from .routing import Dispatcher, RoutingConfig
+        from .silences import SilenceStore
 
         self.engine = engine
+        self.alertmanager_config = None
+        if config is not None:
+            from .alertmanager_config import AlertmanagerConfig, load_alertmanager_config
+            from .silences import DEFAULT_INHIBIT_RULE
+
+            if routing is not None or route is not None or inhibit_rules is not None:
+                raise ValueError("give config= (an alertmanager.yml) or routing/route/inhibit_rules, not both")
+            am = config if isinstance(config, AlertmanagerConfig) else load_alertmanager_config(config)
+            self.alertmanager_config = am
+            routing = am.routing
+            if calendar is not None and wedding_defaults:
+                routing = routing.model_copy(update={"inhibit_rules": routing.inhibit_rules
+                                                     + (DEFAULT_INHIBIT_RULE,), "wedding_labels": True})
+            channels_by_name = {r.name: r for r in am.notifiers()}
+            for n in notifiers:
+                known = channels_by_name.get(n.name)
+                if known is not None and known.integrations:
+                    raise ValueError(f"notifier {n.name!r} has the name of a receiver that has "
+                                     "integrations in the config; rename one of them")
+                channels_by_name[n.name] = n
+            notifiers = list(channels_by_name.values())
         if policy is None and calendar is not None:
             from wedmetrics.weddings import PriorityPolicy
 
-            policy = PriorityPolicy(calendar)
+            policy = PriorityPolicy(calendar) if wedding_defaults else PriorityPolicy(
+                calendar, saturday_speedup=1.0, saturday_without_wedding=False)
         self.policy = policy
         self.calendar = policy.calendar if policy is not None else calendar
         self.interval = parse_duration(interval)
@@ -296,9 +333,13 @@ class AlertEngine:
         # made last, so that a configuration error leaves no worker threads behind
         self._owns_delivery = delivery is None and bool(notifiers)
         self.delivery = DeliveryQueue(notifiers, clock=engine.clock) if self._owns_delivery else delivery
-        self.dispatcher = Dispatcher(self.routing, priority=self.policy)
-        self._next_due: Optional[float] = None
         self.storage = engine.storage if storage is ... else storage
+        # silences live in the store when there is one, so they survive a restart
+        silence_store = SilenceStore(storage=self.storage if _stores_silences(self.storage) else None)
+        self.dispatcher = Dispatcher(self.routing, priority=self.policy, silences=silence_store)
+        self.received = ReceivedAlerts(self.alertmanager_config.resolve_timeout
+                                       if self.alertmanager_config is not None else 300.0)
+        self._next_due: Optional[float] = None
         self.history_log = History(self.storage, history_limit)
 
         self._lock = threading.RLock()
@@ -678,6 +719,7 @@ class AlertEngine:
             for inst in self._composite_insts:
                 self._eval_composite(inst, now, values, codes)
             messages = self._transitions(before, codes, values, now)
+            messages += self.received.expire(now)
             self._dispatch(messages, now)
             self.history_log.flush()     # after the notifications went out
             rows = self._live_rows
@@ -912,6 +954,33 @@ class AlertEngine:
                 value=a.value if a.value is not None and math.isfinite(a.value) else None,
                 wedding_id=a.wedding_id))
 
+    # -- alerts from outside (the Alertmanager v2 API) --------------------------
+
+    def receive_alerts(self, alerts: Iterable, now: float | None = None) -> int:
+        """Take alerts posted in Alertmanager's form (``labels``, ``annotations``,
+        ``startsAt``, ``endsAt``, ``generatorURL``) and route them now.
+
+        Returns how many were taken.  Raises ``ValueError`` naming the first
+        invalid alert; then none of the batch is taken.
+        """
+        with self._lock:
+            now = self._now(now)
+            updates = self.received.receive(list(alerts), now)
+            updates += self.received.expire(now)
+            self._dispatch(updates, now)
+            due = self.received.next_expiry()
+            if due is not None and (self._next_due is None or due < self._next_due):
+                self._next_due = due
+            return len(updates)
+
+    def notification_for(self, alert_id: str):
+        """The :class:`Notification` a firing rule alert is routed as, or None when it does not fire."""
+        with self._lock:
+            inst = self._by_fp.get(alert_id)
+            if inst is None or inst.episode is None or self._table.state[inst.row] != FIRING:
+                return None
+            return self._notification(inst, STATUS_FIRING, None)
+
     # -- people ---------------------------------------------------------------
 
     def _firing_instance(self, alert_id: str) -> _Instance:
@@ -1103,6 +1172,10 @@ class AlertEngine:
     def __repr__(self) -> str:
         return (f"<AlertEngine rules={len(self._rules)} instances={len(self._instances)} "
                 f"running={self._thread is not None}>")
+
+
+def _stores_silences(storage) -> bool:
+    return storage is not None and callable(getattr(storage, "read_silences", None))
 
 
 def _bucket_stat(cols, i: int, stat: str, width: float) -> float:

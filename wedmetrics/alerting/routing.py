@@ -14,23 +14,33 @@ Semantics follow Alertmanager, whose behaviour on-call engineers know:
 * The route tree is walked depth first.  A node matches when all its
   matchers match; the deepest matching nodes win; a matching child stops
   the walk among its siblings unless it sets ``continue: true``.  Children
-  inherit ``receiver``, ``group_by``, timers, ``send_resolved``,
-  ``mute_time_intervals`` and ``escalation`` from their parent.
+  inherit ``receiver``, ``group_by``, timers, ``send_resolved`` and
+  ``escalation`` from their parent; ``mute_time_intervals`` and
+  ``active_time_intervals`` belong to the route that names them and are not
+  inherited (as in Alertmanager).
 * Alerts of one route with equal ``group_by`` label values form a group
   (``'...'`` groups by every label).  A new group is first notified after
   ``group_wait`` (default 30 s); later changes are sent at most every
   ``group_interval`` (default 5 min); an unchanged firing group is re-sent
-  after ``repeat_interval`` (default 4 h).  Resolved alerts are sent once
+  after ``repeat_interval`` (default 4 h).  As in current Alertmanager
+  (0.30 and later; in 0.25-0.29 any alert
+  arriving before the group's first flush could), only the alert that creates a group can skip
+  ``group_wait``: when it started more than ``group_wait`` ago, the group
+  flushes at once.  Resolved alerts are sent once
   (when ``send_resolved``) and then leave the group.
 * Silenced and inhibited alerts are left out of notifications; a group
-  inside one of its route's mute intervals sends nothing.
+  inside one of its route's mute intervals, or outside all of its active
+  intervals, sends nothing.
 * A route with ``escalation`` pages the policy's levels until someone
   :meth:`~Dispatcher.acknowledge` s the group; delays go through the
   :class:`~wedmetrics.weddings.PriorityPolicy`.
 
 Labels seen by matchers are the alert's labels plus ``alertname`` (its
-rule, unless the labels already have one), ``severity`` (its severity, which
-may have been raised for a wedding day) and ``wedding_id`` (when set).
+rule, unless the labels already have one) and ``wedding_id`` (when set).
+A user's ``severity`` label is never changed: the alert's severity fills
+``severity`` in only where the labels have none.  The wedding-aware level
+(possibly raised for a wedding day) is ``wedding_severity``, a label of its
+own (the alert engine sets it when it runs with a calendar).
 """
 from __future__ import annotations
 
@@ -107,7 +117,11 @@ class Route(pydantic.BaseModel):
     send_resolved : bool, optional
         Tell receivers when alerts resolve (default True).
     mute_time_intervals : list of str
-        Names of :class:`MuteInterval` s during which this route sends nothing.
+        Names of :class:`MuteInterval` s during which this route sends nothing
+        (not inherited by child routes).
+    active_time_intervals : list of str
+        Names of :class:`MuteInterval` s outside of which this route sends
+        nothing (not inherited).
     escalation : str, optional
         Name of an :class:`EscalationPolicy`.
     routes : list of Route
@@ -125,7 +139,8 @@ class Route(pydantic.BaseModel):
     group_interval: Optional[float] = None
     repeat_interval: Optional[float] = None
     send_resolved: Optional[bool] = None
-    mute_time_intervals: Optional[tuple[str, ...]] = None
+    mute_time_intervals: tuple[str, ...] = ()
+    active_time_intervals: tuple[str, ...] = ()
     escalation: Optional[str] = None
     routes: tuple["Route", ...] = ()
 
@@ -161,6 +176,16 @@ class RoutingConfig(pydantic.BaseModel):
         ``[]`` turns inhibition off.
     mute_time_intervals : list of MuteInterval
     escalation_policies : list of EscalationPolicy
+    alertmanager : bool
+        Alertmanager's rules exactly (set by
+        :func:`~wedmetrics.alerting.alertmanager_config.load_alertmanager_config`):
+        matchers see the alert's labels only (no ``alertname``/``severity``
+        filled in from the alert's fields) and the root route may not have
+        mute or active intervals.
+    wedding_labels : bool, optional
+        Whether matchers see ``wedding_severity`` (the alert's wedding-aware
+        severity) where its labels have none; default: unless ``alertmanager``.
+        ``AlertEngine(config=..., calendar=...)`` turns it on with the wedding defaults.
 
     Raises
     ------
@@ -175,6 +200,8 @@ class RoutingConfig(pydantic.BaseModel):
     inhibit_rules: tuple[InhibitRule, ...] = (DEFAULT_INHIBIT_RULE,)
     mute_time_intervals: tuple[MuteInterval, ...] = ()
     escalation_policies: tuple[EscalationPolicy, ...] = ()
+    alertmanager: bool = False
+    wedding_labels: Optional[bool] = None
 
     @pydantic.model_validator(mode="after")
     def _references(self) -> "RoutingConfig":
@@ -185,6 +212,10 @@ class RoutingConfig(pydantic.BaseModel):
             raise ValueError("route.matchers must be empty on the root route (it receives every alert)")
         if root.continue_:
             raise ValueError("route.continue makes no sense on the root route")
+        if self.alertmanager and root.mute_time_intervals:
+            raise ValueError("root route must not have any mute time intervals")
+        if self.alertmanager and root.active_time_intervals:
+            raise ValueError("root route must not have any active time intervals")
         for kind, items in (("mute_time_intervals", self.mute_time_intervals),
                             ("escalation_policies", self.escalation_policies)):
             names = [x.name for x in items]
@@ -195,10 +226,11 @@ class RoutingConfig(pydantic.BaseModel):
         policies = {p.name for p in self.escalation_policies}
 
         def walk(r: Route, where: str) -> None:
-            for name in r.mute_time_intervals or ():
-                if name not in mutes:
-                    raise ValueError(f"{where}.mute_time_intervals: unknown mute interval {name!r} "
-                                     f"(defined: {sorted(mutes)})")
+            for kind in ("mute_time_intervals", "active_time_intervals"):
+                for name in getattr(r, kind):
+                    if name not in mutes:
+                        raise ValueError(f"{where}.{kind}: unknown time interval {name!r} "
+                                         f"(defined: {sorted(mutes)})")
             if r.escalation is not None and r.escalation not in policies:
                 raise ValueError(f"{where}.escalation: unknown escalation policy {r.escalation!r} "
                                  f"(defined: {sorted(policies)})")
@@ -234,6 +266,7 @@ class RouteNode:
     repeat_interval: float
     send_resolved: bool
     mute_time_intervals: tuple[str, ...]
+    active_time_intervals: tuple[str, ...]
     escalation: Optional[str]
     children: tuple["RouteNode", ...]
 
@@ -255,7 +288,8 @@ class RouteNode:
             group_interval=pick("group_interval", DEFAULT_GROUP_INTERVAL),
             repeat_interval=pick("repeat_interval", DEFAULT_REPEAT_INTERVAL),
             send_resolved=pick("send_resolved", True),
-            mute_time_intervals=pick("mute_time_intervals", ()),
+            mute_time_intervals=route.mute_time_intervals,      # not inherited
+            active_time_intervals=route.active_time_intervals,
             escalation=pick("escalation", None),
             children=(),
         )
@@ -281,12 +315,22 @@ class RouteNode:
         return {k: labels[k] for k in sorted(self.group_by) if k in labels}
 
 
-def alert_labels(alert: Notification) -> dict[str, str]:
-    """The label set matchers see: labels plus ``alertname``, ``severity`` and ``wedding_id``."""
+def alert_labels(alert: Notification, alertmanager: bool = False,
+                 wedding: Optional[bool] = None) -> dict[str, str]:
+    """The label set matchers see.
+
+    The alert's labels as they are; unless ``alertmanager`` (exact
+    Alertmanager semantics), missing ``alertname`` and ``severity`` are filled
+    in from the alert's rule and severity, and (``wedding``, default: unless
+    ``alertmanager``) ``wedding_severity`` from its wedding-aware severity.
+    A label the alert has is never overwritten.  ``wedding_id`` is added when set.
+    """
     labels = dict(alert.labels)
-    labels.setdefault("alertname", alert.rule)
-    # The severity field wins over a label: it may have been raised for a wedding day.
-    labels["severity"] = alert.severity.label
+    if not alertmanager:
+        labels.setdefault("alertname", alert.rule)
+        labels.setdefault("severity", alert.severity.label)
+    if (not alertmanager) if wedding is None else wedding:
+        labels.setdefault("wedding_severity", alert.severity.label)
     if alert.wedding_id:
         labels["wedding_id"] = alert.wedding_id
     return labels
@@ -487,7 +531,7 @@ class Dispatcher:
 
     def muted_by(self, alert: Notification, now: float, node: Optional[RouteNode] = None) -> dict[str, list[str]]:
         """Why an alert would be left out at ``now``: silence ids, inhibiting alert ids, mute intervals."""
-        labels = alert_labels(alert)
+        labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
         with self._lock:
             reasons = {"silenced_by": self.silences.silenced_by(labels, now),
                        "inhibited_by": self._inhibitors(alert.alert_id, labels)}
@@ -523,7 +567,7 @@ class Dispatcher:
 
     def _insert(self, alert: Notification, now: float) -> None:
         fp = alert.alert_id
-        labels = alert_labels(alert)
+        labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
         if alert.status == FIRING:
             self._firing[fp] = alert
         else:
@@ -557,15 +601,16 @@ class Dispatcher:
                 group = _Group(key=key, node=node, labels=glabels, created_at=now,
                                next_flush_at=now + node.group_wait)
                 self._groups[key] = group
+                # Alertmanager 0.30+: the alert creating a group, when it has
+                # waited group_wait already, makes the group flush at once.
+                # Later alerts wait for the group's timer.
+                if alert.starts_at + node.group_wait < now:
+                    group.next_flush_at = now
             elif alert.status != FIRING and fp not in group.alerts:
                 continue
             group.alerts[fp] = alert
             member.add(key)
             placed = True
-            # Alertmanager: an alert that has waited group_wait already, arriving
-            # before the group's first flush, makes the group flush at once.
-            if not group.flushed and alert.starts_at + node.group_wait < now:
-                group.next_flush_at = now
         if not member:
             del self._member[fp]
             self._labels.pop(fp, None)
@@ -583,20 +628,33 @@ class Dispatcher:
         if self._sources is None:
             self._sources = [{} for _ in rules]
             for src_fp, src in self._firing.items():
-                src_labels = self._labels.get(src_fp) or alert_labels(src)
+                src_labels = self._labels.get(src_fp) or alert_labels(src, self.config.alertmanager, self.config.wedding_labels)
                 for rule, index in zip(rules, self._sources):
                     if matches_all(rule.source_matchers, src_labels):
                         key = tuple(src_labels.get(name, "") for name in rule.equal)
                         index.setdefault(key, set()).add(src_fp)
         hits: set = set()
         for rule, index in zip(rules, self._sources):
-            if matches_all(rule.target_matchers, labels):
-                hits |= index.get(tuple(labels.get(name, "") for name in rule.equal), set())
+            if not matches_all(rule.target_matchers, labels):
+                continue
+            found = index.get(tuple(labels.get(name, "") for name in rule.equal), set())
+            if found and matches_all(rule.source_matchers, labels):
+                # Alertmanager: when the target matches both sides, sources that
+                # match both sides too do not mute it (no two alerts mute each other).
+                found = {src for src in found
+                         if not matches_all(rule.target_matchers, self._labels.get(src) or {})}
+            hits |= found
         hits.discard(fp)
         return sorted(hits)
 
     def _active_mutes(self, node: RouteNode, now: float) -> list[str]:
-        return [name for name in node.mute_time_intervals if self._mutes[name].active(now)]
+        """Why the route is muted at ``now``: its mute intervals in force, or,
+        when it has active intervals and none holds, ``"!<name>"`` for each."""
+        muted = [name for name in node.mute_time_intervals if self._mutes[name].active(now)]
+        if node.active_time_intervals and not any(self._mutes[name].active(now)
+                                                  for name in node.active_time_intervals):
+            muted += [f"!{name}" for name in node.active_time_intervals]
+        return muted
 
     def _visible(self, group: _Group, now: float) -> list[Notification]:
         """The group's alerts minus the silenced and inhibited ones (counted)."""
@@ -604,7 +662,7 @@ class Dispatcher:
         for fp in sorted(group.alerts):
             alert = group.alerts[fp]
             # From the alert itself: a regrouped alert's old version has other labels.
-            labels = alert_labels(alert)
+            labels = alert_labels(alert, self.config.alertmanager, self.config.wedding_labels)
             if self.silences.silenced_by(labels, now):
                 self._stats["silenced"] += 1
             elif self._inhibitors(fp, labels):

@@ -15,19 +15,17 @@ All judgements take an explicit ``now`` (epoch seconds).
 """
 from __future__ import annotations
 
-import calendar as _calendar
-import datetime as _dt
 import math
 import re
 import threading
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic
 
 from .matchers import Matcher, matches_all, parse_matchers
+from .timeintervals import TimeInterval, TimeRange
 
 __all__ = [
     "Silence",
@@ -37,6 +35,10 @@ __all__ = [
     "TimeRange",
     "TimeInterval",
     "MuteInterval",
+    "can_update",
+    "PENDING",
+    "ACTIVE",
+    "EXPIRED",
 ]
 
 _MODEL = pydantic.ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
@@ -46,28 +48,43 @@ def _matchers(v: Any) -> tuple[Matcher, ...]:
     return parse_matchers(v)
 
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+PENDING, ACTIVE, EXPIRED = "pending", "active", "expired"
+
+
 class Silence(pydantic.BaseModel):
     """A one-off mute for alerts matching every matcher, from ``starts_at`` to ``ends_at``.
+
+    The rules are Alertmanager's (``silence/silence.go``): at least one
+    matcher, and at least one that does not match the empty string (a
+    silence of only ``x=""`` / ``x=~".*"`` matchers would mute every alert);
+    ``ends_at`` not before ``starts_at`` (equal is valid); the silence is
+    *pending* before ``starts_at``, *active* on ``[starts_at, ends_at)``,
+    *expired* from ``ends_at`` on.  (Alertmanager counts the instant
+    ``ends_at`` as active; here a silence expired "now" no longer mutes now,
+    which matters on a manual clock and nowhere else.)
 
     Parameters
     ----------
     matchers : list of str or mapping
-        At least one (an empty silence would mute everything).
     starts_at, ends_at : float
-        Epoch seconds; active on ``[starts_at, ends_at)``.
+        Epoch seconds.
     created_by : str
         Who set it (shown in audits).
     comment : str
         Why.
     id : str, optional
         Generated when omitted.
+    updated_at : float, optional
+        When this version was written (default: ``starts_at``).
 
     Examples
     --------
     >>> s = Silence(matchers=['wedding_id="w1"'], starts_at=0, ends_at=3600,
     ...             created_by="ana", comment="venue wifi swap")
-    >>> s.active(10), s.active(3600), s.mutes({"wedding_id": "w1"}, 10)
-    (True, False, True)
+    >>> s.state(-1), s.state(10), s.state(3599.5), s.state(3600)
+    ('pending', 'active', 'active', 'expired')
     """
 
     model_config = _MODEL
@@ -77,59 +94,159 @@ class Silence(pydantic.BaseModel):
     ends_at: float = pydantic.Field(allow_inf_nan=False)
     created_by: str = pydantic.Field(min_length=1)
     comment: str = ""
-    id: str = pydantic.Field(default_factory=lambda: uuid.uuid4().hex, min_length=1)
+    id: str = pydantic.Field(default_factory=lambda: str(uuid.uuid4()), min_length=1)
+    updated_at: float | None = pydantic.Field(default=None, allow_inf_nan=False)
 
     _parse = pydantic.field_validator("matchers", mode="before")(_matchers)
 
     @pydantic.field_validator("matchers")
     @classmethod
-    def _not_empty(cls, v: tuple[Matcher, ...]) -> tuple[Matcher, ...]:
+    def _valid_matchers(cls, v: tuple[Matcher, ...]) -> tuple[Matcher, ...]:
         if not v:
             raise ValueError("a silence needs at least one matcher (an empty one would mute every alert)")
+        for i, m in enumerate(v):
+            if not _LABEL_NAME.match(m.name):
+                raise ValueError(f"invalid label matcher {i}: invalid label name {m.name!r}")
+        if all(m.matches_empty() for m in v):
+            raise ValueError("at least one matcher must not match the empty string "
+                             "(this silence would mute every alert)")
         return v
 
     @pydantic.model_validator(mode="after")
     def _ordered(self) -> "Silence":
-        if self.ends_at <= self.starts_at:
-            raise ValueError(f"ends_at ({self.ends_at}) must be after starts_at ({self.starts_at})")
+        if self.ends_at < self.starts_at:
+            raise ValueError(f"end time must not be before start time "
+                             f"(ends_at {self.ends_at} < starts_at {self.starts_at})")
+        if self.updated_at is None:
+            object.__setattr__(self, "updated_at", self.starts_at)
         return self
+
+    def state(self, now: float) -> str:
+        """``"pending"``, ``"active"`` or ``"expired"`` at ``now``."""
+        if now < self.starts_at:
+            return PENDING
+        if now >= self.ends_at:
+            return EXPIRED
+        return ACTIVE
 
     def active(self, now: float) -> bool:
         """True on ``[starts_at, ends_at)``."""
-        return self.starts_at <= now < self.ends_at
+        return self.state(now) == ACTIVE
 
     def expired(self, now: float) -> bool:
         """True from ``ends_at`` on."""
-        return now >= self.ends_at
+        return self.state(now) == EXPIRED
 
     def mutes(self, labels: Mapping[str, str], now: float) -> bool:
         """True when active at ``now`` and every matcher matches ``labels``."""
         return self.active(now) and matches_all(self.matchers, labels)
 
+    def to_record(self) -> dict:
+        """A JSON-able dict (what storage keeps); :meth:`from_record` reads it back."""
+        return {"id": self.id, "matchers": [m.to_api() for m in self.matchers],
+                "starts_at": self.starts_at, "ends_at": self.ends_at, "created_by": self.created_by,
+                "comment": self.comment, "updated_at": self.updated_at}
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> "Silence":
+        data = dict(data)
+        data["matchers"] = tuple(Matcher.from_api(m) for m in data.get("matchers", ()))
+        return cls.model_validate(data)
+
+
+def can_update(old: Silence, new: Silence, now: float) -> bool:
+    """Alertmanager's ``canUpdate``: may ``old`` be changed into ``new`` in place?
+
+    Only when the matchers are the same and history is not rewritten: an
+    active silence keeps its start and may not end in the past; a pending one
+    may not start in the past; an expired one never changes.
+    """
+    if old.matchers != new.matchers:
+        return False
+    state = old.state(now)
+    if state == ACTIVE:
+        return int(old.starts_at) == int(new.starts_at) and not new.ends_at < now
+    if state == PENDING:
+        return not new.starts_at < now
+    return False
+
 
 class SilenceStore:
-    """The silences of one dispatcher: add, expire early, look up, prune.
+    """The silences of one dispatcher: set, expire, look up, prune; optionally persisted.
 
     Thread-safe (people add silences from an API thread while the
     dispatcher runs).  Expired silences are kept, for audit, until
-    :meth:`prune` drops those older than a retention.
+    :meth:`prune` drops those older than a retention.  With a ``storage``
+    backend every change is written through and the store starts with what
+    the backend holds, so silences survive a restart.
     """
 
-    def __init__(self, silences: Iterable[Silence | Mapping[str, Any]] = ()) -> None:
+    def __init__(self, silences: Iterable[Silence | Mapping[str, Any]] = (), *, storage: Any = None) -> None:
         self._by_id: dict[str, Silence] = {}
         self._lock = threading.Lock()
+        self.storage = storage
+        if storage is not None:
+            for record in storage.read_silences().values():
+                s = Silence.from_record(record)
+                self._by_id[s.id] = s
         for s in silences:
             self.add(s)
 
+    def _persist(self, silence: Silence) -> None:
+        if self.storage is not None:
+            self.storage.write_silence(silence.id, silence.to_record(), float(silence.updated_at))
+
     def add(self, silence: Silence | Mapping[str, Any]) -> Silence:
-        """Add (or replace, by id) a silence; a dict is validated as :class:`Silence`."""
+        """Store a silence as given (or replace one by id); a dict is validated as :class:`Silence`."""
         if isinstance(silence, Mapping):
             silence = Silence.model_validate(dict(silence))
         elif not isinstance(silence, Silence):
             raise TypeError(f"SilenceStore.add needs a Silence or a dict, got {type(silence).__name__}")
         with self._lock:
             self._by_id[silence.id] = silence
+            self._persist(silence)
         return silence
+
+    def set(self, silence: Silence | Mapping[str, Any], now: float) -> Silence:
+        """Create or update a silence as Alertmanager's API does; returns what is stored.
+
+        Without an id (or with ``id`` omitted) it is new: it gets a fresh id
+        and starts no earlier than ``now``.  With the id of a stored silence,
+        it is changed in place when :func:`can_update` allows; otherwise the
+        old one is expired (unless it already was) and the change is stored
+        as a new silence with a new id.
+
+        Raises
+        ------
+        KeyError
+            For an id that is not stored.
+        """
+        if isinstance(silence, Mapping):
+            data = dict(silence)
+            data.setdefault("starts_at", now)
+            given_id = data.pop("id", None) or None
+            silence = Silence.model_validate(data)
+        else:
+            given_id = silence.id if silence.id in self._by_id else None
+        with self._lock:
+            prev = None
+            if given_id is not None:
+                prev = self._by_id.get(given_id)
+                if prev is None:
+                    raise KeyError(f"no silence with id {given_id!r}")
+            if prev is not None and can_update(prev, silence, now):
+                stored = silence.model_copy(update={"id": prev.id, "updated_at": float(now)})
+            else:
+                stored = silence.model_copy(update={
+                    "id": str(uuid.uuid4()), "starts_at": max(silence.starts_at, float(now)),
+                    "updated_at": float(now)})
+                if stored.ends_at < stored.starts_at:
+                    raise ValueError("end time must not be before start time")
+                if prev is not None and prev.state(now) != EXPIRED:
+                    self._expire_locked(prev, now)
+            self._by_id[stored.id] = stored
+            self._persist(stored)
+            return stored
 
     def get(self, silence_id: str) -> Silence:
         """The silence with this id; ``KeyError`` naming it if absent."""
@@ -140,22 +257,31 @@ class SilenceStore:
                 raise KeyError(f"no silence with id {silence_id!r}") from None
 
     def expire(self, silence_id: str, now: float) -> Silence:
-        """End a silence at ``now`` (no-op if it already ended); returns the new version."""
+        """End a silence at ``now``; returns its new version.
+
+        An active silence ends now; a pending one gets ``starts_at = ends_at =
+        now`` and so reads as expired from then on (it is kept, not dropped);
+        an expired one is left as it is.
+        """
         with self._lock:
             try:
                 s = self._by_id[silence_id]
             except KeyError:
                 raise KeyError(f"no silence with id {silence_id!r}") from None
-            if s.ends_at <= now:
-                return s
-            # A silence that has not started yet is cancelled: it ends where it starts,
-            # which is not a valid Silence, so drop it instead.
-            if now <= s.starts_at:
-                del self._by_id[silence_id]
-                return s.model_copy(update={"ends_at": s.starts_at})
-            s = s.model_copy(update={"ends_at": float(now)})
-            self._by_id[silence_id] = s
+            return self._expire_locked(s, now)
+
+    def _expire_locked(self, s: Silence, now: float) -> Silence:
+        state = s.state(now)
+        if state == EXPIRED:
             return s
+        now = float(now)
+        change = {"ends_at": now, "updated_at": now}
+        if state == PENDING:
+            change["starts_at"] = now
+        s = s.model_copy(update=change)
+        self._by_id[s.id] = s
+        self._persist(s)
+        return s
 
     def active(self, now: float) -> list[Silence]:
         """Silences in force at ``now``, by start."""
@@ -175,6 +301,8 @@ class SilenceStore:
             old = [k for k, s in self._by_id.items() if s.ends_at + retention <= now]
             for k in old:
                 del self._by_id[k]
+            if old and self.storage is not None:
+                self.storage.delete_silences(old)
         return len(old)
 
     def __len__(self) -> int:
@@ -191,6 +319,7 @@ class InhibitRule(pydantic.BaseModel):
     Parameters
     ----------
     source_matchers, target_matchers : list of str or mapping
+        An empty side matches every alert, as in Alertmanager.
     equal : list of str
         Labels whose values must be equal on source and target (a label
         missing on both counts as equal, as in Alertmanager).
@@ -202,193 +331,34 @@ class InhibitRule(pydantic.BaseModel):
 
     model_config = _MODEL
 
-    source_matchers: tuple[Matcher, ...]
-    target_matchers: tuple[Matcher, ...]
+    source_matchers: tuple[Matcher, ...] = ()
+    target_matchers: tuple[Matcher, ...] = ()
     equal: tuple[str, ...] = ()
 
     _parse = pydantic.field_validator("source_matchers", "target_matchers", mode="before")(_matchers)
 
-    @pydantic.field_validator("source_matchers", "target_matchers")
-    @classmethod
-    def _not_empty(cls, v: tuple[Matcher, ...]) -> tuple[Matcher, ...]:
-        if not v:
-            raise ValueError("needs at least one matcher (an empty side would match every alert)")
-        return v
-
     def inhibits(self, target: Mapping[str, str], source: Mapping[str, str]) -> bool:
-        """True when ``source`` (assumed firing, and a different alert) mutes ``target``."""
-        return (matches_all(self.target_matchers, target)
-                and matches_all(self.source_matchers, source)
-                and all(target.get(name, "") == source.get(name, "") for name in self.equal))
+        """True when ``source`` (assumed firing, and a different alert) mutes ``target``.
+
+        As in Alertmanager, when the target matches both sides of the rule, a
+        source that also matches both sides does not mute it: two alerts
+        matching both sides never mute each other.
+        """
+        if not (matches_all(self.target_matchers, target) and matches_all(self.source_matchers, source)
+                and all(target.get(name, "") == source.get(name, "") for name in self.equal)):
+            return False
+        return not (matches_all(self.source_matchers, target) and matches_all(self.target_matchers, source))
 
 
 #: A critical (or page) alert for a wedding mutes the warnings and infos of
-#: the same wedding.  Alerts tied to no wedding are never muted by it.
+#: the same wedding, judged by the wedding-aware level (``wedding_severity``,
+#: set when the alert engine runs with a calendar).  Alerts tied to no
+#: wedding are never muted by it.
 DEFAULT_INHIBIT_RULE = InhibitRule(
-    source_matchers=['severity=~"critical|page"'],
-    target_matchers=['severity=~"warning|info"', 'wedding_id=~".+"'],
+    source_matchers=['wedding_severity=~"critical|page"'],
+    target_matchers=['wedding_severity=~"warning|info"', 'wedding_id=~".+"'],
     equal=["wedding_id"],
 )
-
-
-_WEEKDAYS = {name: i for i, name in enumerate(
-    ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}
-_MONTHS = {name.lower(): i for i, name in enumerate(_calendar.month_name) if name}
-_HHMM = re.compile(r"^(\d{1,2}):(\d{2})$")
-
-
-def _minutes(text: Any, field: str) -> int:
-    m = _HHMM.match(text) if isinstance(text, str) else None
-    if m is None:
-        raise ValueError(f"{field} must be 'HH:MM', got {text!r}")
-    h, mi = int(m.group(1)), int(m.group(2))
-    if mi >= 60 or h > 24 or (h == 24 and mi):
-        raise ValueError(f"{field} must be between 00:00 and 24:00, got {text!r}")
-    return h * 60 + mi
-
-
-def _ranges(spec: Any, names: Mapping[str, int], lo: int, hi: int, what: str) -> frozenset[int]:
-    """Expand ``["monday:wednesday", "friday"]`` / ``["1:5", 9]`` into a set of numbers."""
-    if spec is None:
-        return frozenset()
-    if isinstance(spec, (str, int)):
-        spec = [spec]
-    out: set[int] = set()
-
-    def one(token: Any) -> int:
-        if isinstance(token, bool):
-            raise ValueError(f"{what}: {token!r} is not a valid value")
-        if isinstance(token, int):
-            n = token
-        else:
-            t = str(token).strip().lower()
-            if t in names:
-                return names[t]
-            try:
-                n = int(t)
-            except ValueError:
-                raise ValueError(f"{what}: {token!r} is not a valid value") from None
-        if not lo <= n <= hi:
-            raise ValueError(f"{what}: {n} is outside {lo}..{hi}")
-        return n
-
-    for item in spec:
-        if isinstance(item, str) and ":" in item.strip()[1:]:
-            # The first character may be a minus sign (days_of_month counts from the end).
-            cut = item.index(":", 1)
-            a, b = one(item[:cut]), one(item[cut + 1:])
-            if (a < 0) != (b < 0) or a > b:
-                raise ValueError(f"{what}: range {item!r} must go upwards")
-            out.update(range(a, b + 1))
-        else:
-            out.add(one(item))
-    return frozenset(out)
-
-
-class TimeRange(pydantic.BaseModel):
-    """A time-of-day range ``[start_time, end_time)`` in minutes; ``"24:00"`` allowed as end."""
-
-    model_config = _MODEL
-
-    start_time: str
-    end_time: str
-
-    @pydantic.model_validator(mode="after")
-    def _ordered(self) -> "TimeRange":
-        a, b = _minutes(self.start_time, "start_time"), _minutes(self.end_time, "end_time")
-        if a == 24 * 60:
-            raise ValueError("start_time must be before 24:00")
-        if b <= a:
-            raise ValueError(
-                f"end_time ({self.end_time}) must be after start_time ({self.start_time}); "
-                "split a range across midnight in two")
-        return self
-
-    def contains(self, minute_of_day: int) -> bool:
-        return _minutes(self.start_time, "start_time") <= minute_of_day < _minutes(self.end_time, "end_time")
-
-
-class TimeInterval(pydantic.BaseModel):
-    """One recurring window; an omitted part means "any".
-
-    Parameters
-    ----------
-    times : list of {start_time, end_time}
-        Local times of day, ``"HH:MM"``.
-    weekdays : list of str
-        Names or ranges: ``["tuesday"]``, ``["monday:friday"]``.
-    days_of_month : list of int or str
-        1..31, or negative counting from the month's end (-1 = last day); ranges ``"1:7"``.
-    months : list of str or int
-        Names or 1..12; ranges ``"june:august"``.
-    timezone : str
-        IANA name in which all of the above are read (default UTC).
-    """
-
-    model_config = _MODEL
-
-    times: tuple[TimeRange, ...] = ()
-    weekdays: frozenset[int] = frozenset()
-    days_of_month: frozenset[int] = frozenset()
-    months: frozenset[int] = frozenset()
-    timezone: str = "UTC"
-
-    @pydantic.field_validator("weekdays", mode="before")
-    @classmethod
-    def _weekdays(cls, v: Any) -> frozenset[int]:
-        if isinstance(v, frozenset):
-            return v
-        # Numbers are not accepted: whether 0 is Sunday or Monday is a classic trap.
-        items = [v] if isinstance(v, str) else v
-        if not isinstance(items, (list, tuple)) or any(
-                not isinstance(x, str) or any(p.strip().lower() not in _WEEKDAYS for p in x.split(":"))
-                for x in items):
-            raise ValueError(f"weekdays must be names like 'tuesday' or ranges like 'monday:friday', got {v!r}")
-        return _ranges(items, _WEEKDAYS, 0, 6, "weekdays")
-
-    @pydantic.field_validator("days_of_month", mode="before")
-    @classmethod
-    def _days(cls, v: Any) -> frozenset[int]:
-        if isinstance(v, frozenset):
-            return v
-        days = _ranges(v, {}, -31, 31, "days_of_month")
-        if 0 in days:
-            raise ValueError("days_of_month: 0 is not a day (use 1..31 or -31..-1)")
-        return days
-
-    @pydantic.field_validator("months", mode="before")
-    @classmethod
-    def _months(cls, v: Any) -> frozenset[int]:
-        if isinstance(v, frozenset):
-            return v
-        return _ranges(v, _MONTHS, 1, 12, "months")
-
-    @pydantic.field_validator("timezone")
-    @classmethod
-    def _zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError, TypeError):
-            raise ValueError(f"unknown IANA timezone {v!r} (e.g. 'Europe/London')") from None
-        return v
-
-    def contains(self, now: float) -> bool:
-        """True when ``now`` (epoch seconds) falls in this window, read in its timezone."""
-        local = _dt.datetime.fromtimestamp(now, tz=ZoneInfo(self.timezone))
-        if self.weekdays and local.weekday() not in self.weekdays:
-            return False
-        if self.months and local.month not in self.months:
-            return False
-        if self.days_of_month:
-            last = _calendar.monthrange(local.year, local.month)[1]
-            wanted = {d if d > 0 else last + 1 + d for d in self.days_of_month}
-            if local.day not in wanted:
-                return False
-        if self.times:
-            minute = local.hour * 60 + local.minute
-            if not any(r.contains(minute) for r in self.times):
-                return False
-        return True
 
 
 class MuteInterval(pydantic.BaseModel):
@@ -415,7 +385,7 @@ class MuteInterval(pydantic.BaseModel):
     @pydantic.model_validator(mode="before")
     @classmethod
     def _flat_form(cls, data: Any) -> Any:
-        parts = ("times", "weekdays", "days_of_month", "months", "timezone")
+        parts = ("times", "weekdays", "days_of_month", "months", "years", "location", "timezone")
         if isinstance(data, Mapping) and "time_intervals" not in data and any(p in data for p in parts):
             data = dict(data)
             data["time_intervals"] = [{p: data.pop(p) for p in parts if p in data}]

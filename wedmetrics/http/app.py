@@ -31,6 +31,7 @@ ROUTERS: tuple[str, ...] = (
     "metrics_api",
     "weddings_api",
     "alerts_api",
+    "alertmanager_api",
     "stream",
     "metrics",
     "page",

@@ -196,6 +196,15 @@ class StorageBackend(Protocol):
     def read_all_rule_states(self) -> dict[str, RuleState]:
         """Every stored rule state of this org, by rule."""
 
+    def write_silence(self, silence_id: str, record: dict, ts: float) -> None:
+        """Store (or replace) one silence, a JSON-able dict, written at ``ts``."""
+
+    def read_silences(self) -> dict[str, dict]:
+        """Every stored silence of this org, by id."""
+
+    def delete_silences(self, silence_ids: Iterable[str]) -> int:
+        """Forget these silences; returns how many were stored."""
+
     def apply_retention(self, now: float, retention: dict | None = None) -> int:
         """Remove rows with ``start < now - keep[width]``; returns rows removed."""
 
@@ -266,6 +275,20 @@ def labels_match(key_labels: tuple, wanted: dict | None) -> bool:
         return True
     have = dict(key_labels)
     return all(have.get(k) == v for k, v in wanted.items())
+
+
+def silence_json(silence_id: str, record: dict) -> str:
+    """The stored JSON text of a silence; ``ValueError`` names what cannot be stored."""
+    check_text("silence id", silence_id)
+    if not isinstance(record, dict):
+        raise ValueError(f"silence {silence_id!r} must be a dict, got {type(record).__name__}")
+    try:
+        text = json.dumps(record, ensure_ascii=False, allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"silence {silence_id!r} is not JSON-able: {exc}") from None
+    if "\\u0000" in text:
+        raise ValueError(f"silence {silence_id!r} holds a NUL character, which storage refuses")
+    return text
 
 
 def state_json(rule: str, state: dict) -> str:

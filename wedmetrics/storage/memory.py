@@ -10,6 +10,8 @@ from ..buckets import BucketBatch, SeriesKey
 from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_org_id, check_writer_id,
                    labels_match, merge_rows, parse_retention, state_json)
 
+from .base import silence_json
+
 __all__ = ["MemoryBackend"]
 
 
@@ -48,7 +50,7 @@ class MemoryBackend:
     def shared_store() -> dict:
         """A fresh store for several orgs' backends to share."""
         return {"lock": threading.RLock(), "series": {}, "buckets": {}, "events": {},
-                "rules": {}}
+                "rules": {}, "silences": {}}
 
     def _org(self, table: str) -> dict:
         return self._store[table].setdefault(self.org_id, {})
@@ -141,6 +143,22 @@ class MemoryBackend:
         with self._lock:
             rows = dict(self._org("rules"))
         return {r: RuleState(r, json.loads(t), ts) for r, (t, ts) in rows.items()}
+
+    # -- silences ------------------------------------------------------------------
+    def write_silence(self, silence_id: str, record: dict, ts: float) -> None:
+        text = silence_json(silence_id, record)
+        with self._lock:
+            self._store.setdefault("silences", {}).setdefault(self.org_id, {})[silence_id] = text
+
+    def read_silences(self) -> dict[str, dict]:
+        with self._lock:
+            rows = dict(self._store.setdefault("silences", {}).get(self.org_id, {}))
+        return {k: json.loads(v) for k, v in rows.items()}
+
+    def delete_silences(self, silence_ids) -> int:
+        with self._lock:
+            rows = self._store.setdefault("silences", {}).setdefault(self.org_id, {})
+            return sum(rows.pop(i, None) is not None for i in list(silence_ids))
 
     # -- retention and lifecycle -------------------------------------------------
     def apply_retention(self, now: float, retention: dict | None = None) -> int:

@@ -14,6 +14,8 @@ from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_id
                    batch_from_rows, check_batch, check_org_id, check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
                    merge_rows, parse_retention, state_json)
 
+from .base import silence_json
+
 __all__ = ["SQLiteBackend", "SCHEMA_VERSION"]
 
 
@@ -336,6 +338,42 @@ class SQLiteBackend:
                 "SELECT rule, state, updated_at FROM wm_rule_state WHERE org_id = ?",
                 (self.org_id,)).fetchall()
         return {r: RuleState(r, json.loads(s), ts) for r, s, ts in rows}
+
+    # -- silences --------------------------------------------------------------------
+    # Their table is made on first use, outside the numbered migrations: it is
+    # independent of every other table and older files simply lack it.
+    def _silence_table(self) -> None:
+        if not getattr(self, "_has_silences", False):
+            with self._tx():
+                self._db.execute("CREATE TABLE IF NOT EXISTS wm_silences (org_id TEXT NOT NULL, "
+                                 "id TEXT NOT NULL, record TEXT NOT NULL, updated_at REAL NOT NULL, "
+                                 "PRIMARY KEY (org_id, id))")
+            self._has_silences = True
+
+    def write_silence(self, silence_id: str, record: dict, ts: float) -> None:
+        text = silence_json(silence_id, record)
+        with self._lock:
+            self._silence_table()
+            with self._tx():
+                self._db.execute(
+                    "INSERT INTO wm_silences VALUES (?, ?, ?, ?) ON CONFLICT (org_id, id) "
+                    "DO UPDATE SET record = excluded.record, updated_at = excluded.updated_at",
+                    (self.org_id, silence_id, text, float(ts)))
+
+    def read_silences(self) -> dict[str, dict]:
+        with self._lock:
+            self._silence_table()
+            rows = self._db.execute("SELECT id, record FROM wm_silences WHERE org_id = ?",
+                                    (self.org_id,)).fetchall()
+        return {i: json.loads(r) for i, r in rows}
+
+    def delete_silences(self, silence_ids) -> int:
+        ids = list(silence_ids)
+        with self._lock:
+            self._silence_table()
+            with self._tx():
+                return sum(self._db.execute("DELETE FROM wm_silences WHERE org_id = ? AND id = ?",
+                                            (self.org_id, i)).rowcount for i in ids)
 
     # -- retention and lifecycle ---------------------------------------------------
     def apply_retention(self, now: float, retention: dict | None = None) -> int:

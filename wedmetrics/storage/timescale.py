@@ -39,6 +39,8 @@ from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_id
                    key_digest, labels_from_text, labels_match, labels_text, merge_rows,
                    parse_retention, state_json)
 
+from .base import silence_json
+
 __all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
 
 LAYOUTS = ("auto", "timescale", "plain")
@@ -630,6 +632,43 @@ class TimescaleBackend:
             "SELECT rule, state::text, updated_at FROM {s}.wm_rule_state WHERE org_id = %s"),
             (self.org_id,)).fetchall())
         return {r: RuleState(r, json.loads(s), ts) for r, s, ts in rows}
+
+    # -- silences ---------------------------------------------------------------------------
+    # Made on first use, outside the numbered schema versions: the table is
+    # independent of every other one.
+    def _silence_table(self, conn) -> None:
+        if not getattr(self, "_has_silences", False):
+            conn.execute(self._q("CREATE TABLE IF NOT EXISTS {s}.wm_silences (org_id text NOT NULL, "
+                                 "id text NOT NULL, record jsonb NOT NULL, "
+                                 "updated_at double precision NOT NULL, PRIMARY KEY (org_id, id))"))
+            self._has_silences = True
+
+    def write_silence(self, silence_id: str, record: dict, ts: float) -> None:
+        text = silence_json(silence_id, record)
+
+        def run(c):
+            self._silence_table(c)
+            c.execute(self._q("INSERT INTO {s}.wm_silences VALUES (%s, %s, %s::jsonb, %s) "
+                              "ON CONFLICT (org_id, id) DO UPDATE SET record = excluded.record, "
+                              "updated_at = excluded.updated_at"),
+                      (self.org_id, silence_id, text, float(ts)))
+        self._run(run)
+
+    def read_silences(self) -> dict[str, dict]:
+        def run(c):
+            self._silence_table(c)
+            return c.execute(self._q("SELECT id, record::text FROM {s}.wm_silences WHERE org_id = %s"),
+                             (self.org_id,)).fetchall()
+        return {i: json.loads(r) for i, r in self._run(run)}
+
+    def delete_silences(self, silence_ids) -> int:
+        ids = list(silence_ids)
+
+        def run(c):
+            self._silence_table(c)
+            return c.execute(self._q("DELETE FROM {s}.wm_silences WHERE org_id = %s AND id = ANY(%s)"),
+                             (self.org_id, ids)).rowcount
+        return self._run(run)
 
     # -- tenancy --------------------------------------------------------------------------
     def grant_tenant_role(self, role: str) -> None:
