@@ -81,6 +81,9 @@ _LAZY = {
     "timed": "wedmetrics.collect",
     "counted": "wedmetrics.collect",
     "InProgress": "wedmetrics.collect",
+    "ASGIMetricsMiddleware": "wedmetrics.collect",
+    "WSGIMetricsMiddleware": "wedmetrics.collect",
+    "RemoteWriteExporter": "wedmetrics.export.remote_write",
 }
 
 

@@ -13,6 +13,7 @@ from .aggregation import AggregationEngine, Columns, WindowStats
 from .buckets import BucketBatch
 from .clock import Clock, WallClock, parse_duration
 from .errors import EngineClosedError, InvalidPointError, LatePointError, UnknownSeriesError
+from .feeds import ClosedFeeds
 from .series import SeriesRegistry
 
 __all__ = ["MetricsEngine", "IngestResult", "DEFAULT_RESOLUTIONS", "DEFAULT_RETENTION"]
@@ -126,12 +127,18 @@ class MetricsEngine:
         self._lock = threading.Lock()
         self.storage = storage
         self._flusher = None
+        # every consumer of closed buckets (the flusher, exporters) takes them
+        # through its own feed, so none steals them from another
+        self._feeds = ClosedFeeds(self._drain_core)
+        self._primary_feed = None
         self._wal = None
         self._pulled_until = -math.inf     # horizon of the flusher's last pull
+        self._drained_until = -math.inf    # horizon of the last drain, by any feed
         self._next_wal_sync = 0.0
         self._restart = None
         if storage is not None:
             self._core.outbox_enabled = True
+            self._primary_feed = self._feeds.subscribe(after_take=self._note_flusher_pull)
             # before the clock moves the horizon (below, and the flusher's
             # thread): a replayed point must not be late for a horizon this
             # start has not reached yet; it closes when the horizon passes
@@ -404,10 +411,19 @@ class MetricsEngine:
         self._core.advance(self.clock.now())
 
     def history(self, target, resolution="1m", start=None, end=None) -> Columns:
-        """Buckets from storage merged with those still in memory."""
-        memory = self.buckets(target, resolution, start, end)
+        """Buckets from storage merged with those still in memory.
+
+        A metric name only storage knows (written by other processes of the
+        fleet, or an earlier run) is answered from storage alone.
+        """
         if self.storage is None:
-            return memory
+            return self.buckets(target, resolution, start, end)
+        try:
+            memory = self.buckets(target, resolution, start, end)
+        except UnknownSeriesError:
+            if not isinstance(target, str):
+                raise
+            memory = None
         from .storage.history import history_columns
 
         if self._flusher is not None:
@@ -416,7 +432,25 @@ class MetricsEngine:
 
     # -- draining and stats ---------------------------------------------------
     def drain_closed(self) -> BucketBatch:
-        """Closed buckets not yet handed out (only collected with storage)."""
+        """Closed buckets not yet handed out to the primary consumer: the storage
+        flusher (buckets are only collected with storage or a :meth:`closed_feed`)."""
+        if self._primary_feed is None:
+            self._primary_feed = self._feeds.subscribe()
+        return self._primary_feed()
+
+    def closed_feed(self):
+        """A new, independent feed of closed buckets (what an exporter pulls).
+
+        Returns a function giving the buckets closed since its last call; every
+        feed, and :meth:`drain_closed`, receives every bucket drained after the
+        feed was made.  The batches are shared between feeds: read them, do not
+        modify them.  Call the function regularly: what it has not taken waits
+        in memory.
+        """
+        self._core.outbox_enabled = True
+        return self._feeds.subscribe()
+
+    def _drain_core(self) -> BucketBatch:
         self._tick()
         if self._wal is not None:
             self._wal_housekeeping()
@@ -426,6 +460,11 @@ class MetricsEngine:
         keys = {int(i): self._registry.key_of(int(i)) for i in np.unique(sid)}
         return BucketBatch(sid, width, idx * width, count, total, lo, hi, blobs, keys)
 
+    def _note_flusher_pull(self) -> None:
+        # an exporter's drain leaves the flusher's share in its feed, not yet
+        # pulled: the log may forget only what the flusher itself has taken
+        self._pulled_until = self._drained_until
+
     def _wal_housekeeping(self) -> None:
         # close what is due in every series (a quiet one too), so that every
         # 1 s bucket ending before the horizon is in this drain: stored once
@@ -433,7 +472,7 @@ class MetricsEngine:
         watermark = self._core.watermark
         if watermark > -math.inf:
             self._core.advance(watermark)
-            self._pulled_until = watermark - self.lateness
+            self._drained_until = watermark - self.lateness
         wal = self._wal
         if wal.sync == "interval":
             now = time.monotonic()

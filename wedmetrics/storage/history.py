@@ -54,7 +54,8 @@ def merge_history(stored: BucketBatch, memory: BucketBatch) -> BucketBatch:
         {sid: key for key, sid in keys.items() if sid in {k[0] for k in order}})
 
 
-def history_columns(engine, target, resolution, start, end, memory: Columns) -> Columns:
+def history_columns(engine, target, resolution, start, end,
+                    memory: Columns | None) -> Columns:
     """``engine.history``: stored buckets of ``target`` merged with ``memory``.
 
     Merging happens per series first (memory wins over this engine's own
@@ -63,13 +64,14 @@ def history_columns(engine, target, resolution, start, end, memory: Columns) -> 
     bucket are added to it), then across series per bucket start, merging
     sketches.  A metric
     name also covers label sets only storage knows (written by another
-    process or an earlier run).  Stored rows are ``closed=True``.
+    process or an earlier run); ``memory`` is ``None`` for a name the engine
+    has no series of.  Stored rows are ``closed=True``.
     """
     _, width = engine.aggregation.level_of(resolution)
     hi = engine.now() if end is None else float(end)
     lo = hi - 3600.0 if start is None else float(start)
     lo = math.floor(lo / width) * width      # the bucket holding the start, as engine.buckets
-    handles = engine.aggregation.handles(target, None)
+    handles = engine.aggregation.handles(target, None) if memory is not None else []
     per_key: dict[SeriesKey, Columns | None] = {}
     if len(handles) == 1:
         h = handles[0]

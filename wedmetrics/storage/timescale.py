@@ -32,6 +32,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("TimescaleBackend needs psycopg 3: pip install 'wedmetrics[timescale]'"
                       ) from exc
 
+from .._kernels import Sketch
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
 from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
@@ -535,43 +536,72 @@ class TimescaleBackend:
             return merge_rows(count, total, lo, hi, sketches, start, end)
         return self._run(read)
 
-    def read_rollup(self, key: SeriesKey, period: str, start: float, end: float) -> Columns:
-        """Hourly or daily count/sum/min/max of one series over ``[start, end)``,
-        built from its ``rollup_width`` buckets (continuous aggregates on the
-        timescale layout, a GROUP BY on the plain one).  For percentiles over
-        a range use :meth:`read_merged`."""
+    def read_rollup(self, target, period: str, start: float, end: float,
+                    labels: dict | None = None) -> Columns:
+        """Hourly or daily roll-ups over ``[start, end)`` of one series or a whole fleet.
+
+        ``target`` is a :class:`~wedmetrics.SeriesKey`, or a metric name: then
+        every stored series of that name whose labels include ``labels`` is
+        merged, whichever process or host wrote it (the fleet view).  Count,
+        sum, min and max come from the ``rollup_width`` buckets by SQL: the
+        continuous aggregates on the timescale layout, a ``date_bin`` GROUP BY
+        on the plain one.  ``p50``/``p95``/``p99`` merge the same buckets'
+        stored sketches per period, so they are within alpha of the
+        percentiles of every point (continuous aggregates cannot merge
+        sketches).
+        """
         if period not in ("hour", "day"):
             raise ValueError(f"period must be 'hour' or 'day', got {period!r}")
+        if isinstance(target, SeriesKey) and labels:
+            raise ValueError("labels select series of a metric name; a SeriesKey is one series")
 
         def read(conn):
-            sid = self._lookup(conn, key)
-            rows = []
-            if sid is not None:
-                if self.layout == "timescale":
-                    view = "wm_rollup_hourly" if period == "hour" else "wm_rollup_daily"
-                    q = sql.SQL("SELECT extract(epoch FROM bucket)::float8, count, sum, min, max "
-                                "FROM {s}.{v} WHERE org_id = %s AND series_id = %s "
-                                "AND bucket >= to_timestamp(%s) AND bucket < to_timestamp(%s) "
-                                "ORDER BY bucket").format(s=self._s, v=sql.Identifier(view))
-                    args = (self.org_id, sid, float(start), float(end))
-                else:
-                    q = self._q(
-                        "SELECT extract(epoch FROM b)::float8, sum(count)::bigint, sum(sum), "
-                        "min(min), max(max) FROM (SELECT date_bin(%s::interval, bucket_start, "
-                        "'2000-01-01') AS b, count, sum, min, max FROM {s}.wm_buckets "
-                        "WHERE org_id = %s AND series_id = %s AND width = %s) r "
-                        "WHERE b >= to_timestamp(%s) AND b < to_timestamp(%s) "
-                        "GROUP BY b ORDER BY b")
-                    args = (f"1 {period}", self.org_id, sid, self.rollup_width, float(start),
-                            float(end))
-                rows = conn.execute(q, args).fetchall()
-            cols = list(zip(*rows)) if rows else [(), (), (), (), ()]
-            return Columns(start=np.array(cols[0], dtype=np.float64),
-                           count=np.array(cols[1], dtype=np.int64),
-                           sum=np.array(cols[2], dtype=np.float64),
-                           min=np.array(cols[3], dtype=np.float64),
-                           max=np.array(cols[4], dtype=np.float64))
+            ids = self._rollup_ids(conn, target, labels)
+            rows, sketches = [], []
+            if ids:
+                rows = conn.execute(*self._rollup_query(ids, period, start, end)).fetchall()
+                sketches = conn.execute(self._q(
+                    "SELECT extract(epoch FROM date_bin(%s::interval, bucket_start, "
+                    "'2000-01-01'))::float8 AS b, sketch FROM {s}.wm_buckets "
+                    "WHERE org_id = %s AND series_id = ANY(%s) AND width = %s "
+                    "AND bucket_start >= to_timestamp(%s) AND bucket_start < to_timestamp(%s) "
+                    "ORDER BY b"),
+                    (f"1 {period}", self.org_id, ids, self.rollup_width, float(start),
+                     float(end)), binary=True).fetchall()
+            return _rollup_columns(rows, sketches)
         return self._run(read)
+
+    def _rollup_ids(self, conn, target, labels: dict | None) -> list[int]:
+        if isinstance(target, SeriesKey):
+            sid = self._lookup(conn, target)
+            return [] if sid is None else [sid]
+        if not isinstance(target, str):
+            raise TypeError(f"target must be a SeriesKey or a metric name, got {target!r}")
+        series = conn.execute(self._q(
+            "SELECT series_id, labels FROM {s}.wm_series WHERE org_id = %s AND name = %s"),
+            (self.org_id, target)).fetchall()
+        return [sid for sid, lab in series if labels_match(labels_from_text(lab), labels)]
+
+    def _rollup_query(self, ids: list[int], period: str, start: float, end: float) -> tuple:
+        if self.layout == "timescale":
+            # the views are per series; summing their rows per bucket across
+            # series (hosts, label sets) keeps count/sum/min/max exact
+            view = "wm_rollup_hourly" if period == "hour" else "wm_rollup_daily"
+            q = sql.SQL("SELECT extract(epoch FROM bucket)::float8, sum(count)::bigint, "
+                        "sum(sum), min(min), max(max) FROM {s}.{v} "
+                        "WHERE org_id = %s AND series_id = ANY(%s) "
+                        "AND bucket >= to_timestamp(%s) AND bucket < to_timestamp(%s) "
+                        "GROUP BY bucket ORDER BY bucket").format(s=self._s,
+                                                                  v=sql.Identifier(view))
+            return q, (self.org_id, ids, float(start), float(end))
+        q = self._q(
+            "SELECT extract(epoch FROM b)::float8, sum(count)::bigint, sum(sum), "
+            "min(min), max(max) FROM (SELECT date_bin(%s::interval, bucket_start, "
+            "'2000-01-01') AS b, count, sum, min, max FROM {s}.wm_buckets "
+            "WHERE org_id = %s AND series_id = ANY(%s) AND width = %s) r "
+            "WHERE b >= to_timestamp(%s) AND b < to_timestamp(%s) "
+            "GROUP BY b ORDER BY b")
+        return q, (f"1 {period}", self.org_id, ids, self.rollup_width, float(start), float(end))
 
     def series_keys(self, name: str | None = None) -> list[SeriesKey]:
         q = "SELECT name, labels, kind FROM {s}.wm_series WHERE org_id = %s"
@@ -838,3 +868,27 @@ def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch, writer_id:
         parts[1::2] = part
         yield b"".join(parts)
     yield _TRAILER
+
+
+def _rollup_columns(rows: list, sketches: list) -> Columns:
+    """Roll-up rows ``(start, count, sum, min, max)`` plus percentiles merged from
+    ``(period start, sketch bytes)`` rows sorted by period start."""
+    cols = list(zip(*rows)) if rows else [(), (), (), (), ()]
+    starts = np.array(cols[0], dtype=np.float64)
+    merged: dict[float, Sketch] = {}
+    for b, blob in sketches:
+        sk = Sketch.from_bytes(blob)
+        if b in merged:
+            merged[b].merge(sk)
+        else:
+            merged[b] = sk
+    qs = np.full((len(starts), 3), np.nan)
+    for i, b in enumerate(starts.tolist()):
+        sk = merged.get(b)
+        if sk is not None and sk.count:
+            qs[i] = sk.quantiles((0.5, 0.95, 0.99))
+    return Columns(start=starts, count=np.array(cols[1], dtype=np.int64),
+                   sum=np.array(cols[2], dtype=np.float64),
+                   min=np.array(cols[3], dtype=np.float64),
+                   max=np.array(cols[4], dtype=np.float64),
+                   p50=qs[:, 0], p95=qs[:, 1], p99=qs[:, 2])
