@@ -98,9 +98,6 @@ class Catalog:
         refs = sorted(found.values(), key=lambda r: r.sort_key)
         return refs[:limit], len(refs) > limit
 
-    def names(self, tenant: Tenant) -> set[str]:
-        return {r.name for r in self.select(tenant, None)[0]}
-
     # -- windows ---------------------------------------------------------------
     def windows(self, refs: list[SeriesRef], seconds: float, now: float) -> list[tuple]:
         """``(count, sum, min, max, p50, p95, p99, alpha)`` of each series over the last
