@@ -1,15 +1,20 @@
-"""Real peer programs for tests (Prometheus, wrk, uvicorn): found, started on free ports, stopped.
+"""Real peers of the tests (binaries, uvicorn servers): found, started on free ports, stopped.
 
+The one home of what every test package needs from a peer (import it as
+``tests.peers``); helpers of a single package live beside its tests
+(``tests/http/peers.py``, ``tests/alerting/alertmanager/am_peers.py``).
 Like the PostgreSQL tests, a test that needs a missing binary is skipped with
 the reason, except under ``CI=true``, where it fails.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -22,9 +27,10 @@ IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
 
 def require_binary(name: str) -> str:
-    path = shutil.which(name)
+    """The path of binary ``name`` (a name or an absolute path); skips or, in CI, fails."""
+    path = shutil.which(name) or shutil.which(name, path="/usr/bin")   # also when PATH is bare
     if path is None:
-        why = f"{name} is not installed (Debian package {name!r})"
+        why = f"{name} is not installed (a Debian package .ci/run installs)"
         if IN_CI:
             pytest.fail(f"CI is set, so this test must run: {why}")
         pytest.skip(why)
@@ -65,6 +71,56 @@ def stop(proc: subprocess.Popen, sig=signal.SIGTERM, timeout: float = 20.0) -> N
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def wait_until(predicate, timeout: float = 20.0, step: float = 0.1, info=None):
+    """Poll ``predicate`` (bounded in time); returns its first truthy value or fails the test.
+
+    ``info``, if given, is called on failure for what to add to the message.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"condition not met within {timeout} s" + (f": {info()}" if info else ""))
+        time.sleep(step)
+
+
+@contextlib.contextmanager
+def serve_asgi(app, *, lifespan: str = "on", timeout: float = 10.0):
+    """Serve ASGI ``app`` with uvicorn in a thread on a free 127.0.0.1 port; yields the base URL.
+
+    The socket is bound here and handed to uvicorn, so no other process can
+    take the port between choosing and listening.
+    """
+    import uvicorn
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", lifespan=lifespan,
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
+                              name="test-uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            server.should_exit = True
+            thread.join(timeout)
+            sock.close()
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
+        sock.close()
 
 
 class Prometheus:

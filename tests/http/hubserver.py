@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
-import threading
 import time
 import uuid
 
@@ -17,35 +15,11 @@ import pytest
 
 
 import httpx
-import uvicorn
+
+from tests.peers import IN_CI, free_port, stop
+from tests.peers import serve_asgi as live_server  # noqa: F401 - the hub tests import it from here
 
 REDIS_URL = os.environ.get("WEDMETRICS_REDIS_URL", "redis://127.0.0.1:6379/0")
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
-
-
-@contextlib.contextmanager
-def live_server(app, *, timeout: float = 10.0):
-    """Serve ``app`` with uvicorn in a thread; yields the base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name="test-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout)
-        sock.close()
 
 
 def redis_problem() -> str | None:
@@ -155,12 +129,6 @@ def auth(token: str | None) -> dict:
 PG_DSN = os.environ.get("WEDMETRICS_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve_process(*args: str, timeout: float = 30.0):
     """``python -m wedmetrics serve ARGS --port P`` until the block ends; yields the base URL."""
@@ -190,12 +158,7 @@ def serve_process(*args: str, timeout: float = 30.0):
             time.sleep(0.1)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc, timeout=10)
         proc.stdout.close()
 
 

@@ -1,39 +1,17 @@
-"""The real peers of the exposition and page tests: promtool, Prometheus, Chromium.
+"""The real peers of the exposition and page tests: promtool, a scraping Prometheus, a WSGI server.
 
-A test that needs one calls :func:`require_binary`; without the binary it is
-skipped with the reason, unless ``CI`` is set, where it fails (``.ci/run``
-installs them from Debian).
+Finding binaries (skip, or fail under ``CI``), free ports and stopping
+processes come from the shared :mod:`tests.peers`; what only these tests
+need is here.
 """
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import socket
 import subprocess
 import threading
-import time
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-import httpx
-import pytest
-
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
-
-
-def require_binary(path: str) -> str:
-    found = shutil.which(path)
-    if found is None:
-        if IN_CI:
-            pytest.fail(f"CI is set, so this test must run, but {path} is missing")
-        pytest.skip(f"{path} is not installed")
-    return found
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.peers import free_port, require_binary, stop, wait_http, wait_until
 
 
 def promtool_check(body: bytes) -> subprocess.CompletedProcess:
@@ -91,35 +69,17 @@ def prometheus(targets: list[dict], tmp_path, *, timeout: float = 30.0):
                             stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(base + "/-/ready", timeout=1.0).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("prometheus did not become ready:\n"
-                                   + (tmp_path / "prometheus.log").read_text()[-2000:])
-            time.sleep(0.1)
+        try:
+            wait_http(base + "/-/ready", timeout=timeout, proc=proc)
+        except (RuntimeError, TimeoutError) as exc:
+            raise RuntimeError("prometheus did not become ready:\n"
+                               + (tmp_path / "prometheus.log").read_text()[-2000:]) from exc
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        stop(proc, timeout=10)
         log.close()
 
 
 def wait_for(predicate, *, timeout: float = 30.0, interval: float = 0.2):
     """Poll ``predicate()`` until it returns something truthy, at most ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
+    return wait_until(predicate, timeout=timeout, step=interval)

@@ -1,71 +1,21 @@
-"""Real peers for the Alertmanager tests: binaries, a uvicorn server, free ports.
+"""Real peers for the Alertmanager tests: a uvicorn server without lifespan, a webhook receiver.
 
-A missing binary skips the test with the reason, unless ``CI`` is set, where
-it fails (the tests are required there).
+Binaries (skip, or fail under ``CI``), free ports and polling come from the
+shared :mod:`tests.peers` and are re-exported here for these tests.
 """
 from __future__ import annotations
 
-import contextlib
+import functools
 import http.server
 import json
-import os
-import shutil
-import socket
 import threading
-import time
 
-import pytest
+from tests.peers import free_port, require_binary, serve_asgi, wait_until
 
-IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
+__all__ = ["Hook", "free_port", "require_binary", "serve", "wait_until"]
 
-
-def require_binary(name: str) -> str:
-    path = shutil.which(name) or (f"/usr/bin/{name}" if os.path.exists(f"/usr/bin/{name}") else None)
-    if path is None:
-        if IN_CI:
-            pytest.fail(f"CI is set, so the {name} tests must run, but {name} is not installed")
-        pytest.skip(f"{name} is not installed (Debian package: prometheus / prometheus-alertmanager)")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def serve(app):
-    """Run an ASGI app with uvicorn on 127.0.0.1 in a thread; yields its base URL."""
-    import uvicorn
-
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="off"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-def wait_until(predicate, timeout: float = 20.0, step: float = 0.1, info=None):
-    """Poll ``predicate`` (bounded in time); returns its last truthy value or fails."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout} s" + (f": {info()}" if info else ""))
-        time.sleep(step)
+# the v2 router is mounted on a bare FastAPI app whose engines the tests start and close
+serve = functools.partial(serve_asgi, lifespan="off")
 
 
 class Hook:
