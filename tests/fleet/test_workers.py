@@ -10,6 +10,7 @@ flushed.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -109,14 +110,22 @@ class Fleet:
         self.log.close()
 
 
-def run_wrk(port: int, tmp: Path, per_thread: int) -> subprocess.Popen:
+@contextlib.contextmanager
+def run_wrk(port: int, tmp: Path, per_thread: int):
+    """wrk loading the fleet until the block ends; then it is killed and its pipes closed."""
     script = tmp / "fleet.lua"
     script.write_text(WRK_SCRIPT)
-    return subprocess.Popen(
+    wrk = subprocess.Popen(
         [require_binary("wrk"), "-t4", "-c4", "-d120s", "--timeout", "20s", "-s", str(script),
          f"http://127.0.0.1:{port}"],
         env=dict(os.environ, WM_WRK_REQUESTS=str(per_thread)), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)
+    try:
+        yield wrk
+    finally:
+        stop(wrk, signal.SIGKILL)
+        wrk.stdout.close()
+        wrk.stderr.close()
 
 
 def wrk_summary(proc: subprocess.Popen) -> dict:
@@ -190,13 +199,8 @@ def _fleet_run(tmp_path, store_env, storage_factory, per_thread=600):
     fleet = Fleet(tmp_path, store_env)
     t0 = time.time()
     try:
-        wrk = run_wrk(fleet.port, tmp_path, per_thread)
-        try:
+        with run_wrk(fleet.port, tmp_path, per_thread) as wrk:
             summary = wrk_summary(wrk)
-        finally:
-            stop(wrk, signal.SIGKILL)
-            wrk.stdout.close()
-            wrk.stderr.close()
     finally:
         fleet.stop()
     assert fleet.proc.returncode == 0
@@ -243,8 +247,7 @@ def test_a_worker_killed_mid_run_loses_nothing_it_flushed(tmp_path):
     fleet = Fleet(tmp_path, {"WM_FLEET_SQLITE": str(path)})
     t0 = time.time()
     try:
-        wrk = run_wrk(fleet.port, tmp_path, per_thread=1500)
-        try:
+        with run_wrk(fleet.port, tmp_path, per_thread=1500) as wrk:
             deadline = time.monotonic() + 60
             flushed = {}
             while not flushed:
@@ -257,10 +260,6 @@ def test_a_worker_killed_mid_run_loses_nothing_it_flushed(tmp_path):
             os.kill(victim, signal.SIGKILL)
             fleet.wait_workers(WORKERS + 1)        # the supervisor starts a replacement
             summary = wrk_summary(wrk)
-        finally:
-            stop(wrk, signal.SIGKILL)
-            wrk.stdout.close()
-            wrk.stderr.close()
     finally:
         fleet.stop()
     assert summary["requests"] == 4 * 1500

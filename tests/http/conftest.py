@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import uuid
 
+import httpx
 import pytest
 
-
-from hubserver import REDIS_URL, require_redis
+from hubserver import REDIS_URL, World, require_redis
 
 
 @pytest.fixture
@@ -22,3 +22,17 @@ def redis_prefix():
     if keys:
         client.delete(*keys)
     client.close()
+
+
+@pytest.fixture(scope="module")
+def world():
+    w = World()
+    yield w
+    w.close()
+
+
+@pytest.fixture
+def client(base):
+    """An HTTP client on the module's ``base`` server (each module says what it serves)."""
+    with httpx.Client(base_url=base, timeout=10.0) as c:
+        yield c

@@ -12,23 +12,10 @@ from wedmetrics.http import create_app
 
 
 @pytest.fixture(scope="module")
-def world():
-    w = World()
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
 def base(world):
     app = create_app(world.engine, alerts=world.alerts, tokens=TOKENS, cache_ttl=0)
     with live_server(app) as url:
         yield url
-
-
-@pytest.fixture
-def client(base):
-    with httpx.Client(base_url=base, timeout=10.0) as c:
-        yield c
 
 
 def test_real_time_matches_the_engine(client, world):

@@ -7,16 +7,9 @@ import time
 import httpx
 import pytest
 from fastapi import FastAPI
-from hubserver import BLISS, FOREVER, OPS, TOKENS, World, auth, live_server
+from hubserver import BLISS, FOREVER, OPS, TOKENS, auth, live_server
 
 from wedmetrics.http import create_app
-
-
-@pytest.fixture(scope="module")
-def world():
-    w = World()
-    yield w
-    w.close()
 
 
 def _cache(app) -> dict:

@@ -5,7 +5,7 @@ import json
 
 import httpx
 import pytest
-from hubserver import BLISS, FOREVER, OPS, TOKENS, World, auth, live_server
+from hubserver import BLISS, FOREVER, OPS, TOKENS, auth, live_server
 
 from wedmetrics.http import create_app
 
@@ -14,22 +14,9 @@ FOREVER_MARKERS = ("w-forever", "forever-planners", "Chateau Rose")
 
 
 @pytest.fixture(scope="module")
-def world():
-    w = World()
-    yield w
-    w.close()
-
-
-@pytest.fixture(scope="module")
 def base(world):
     with live_server(create_app(world.engine, alerts=world.alerts, tokens=TOKENS)) as url:
         yield url
-
-
-@pytest.fixture
-def client(base):
-    with httpx.Client(base_url=base, timeout=10.0) as c:
-        yield c
 
 
 def _no_forever(text: str) -> None:

@@ -3,11 +3,9 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 import time
 import urllib.request
-from pathlib import Path
 
 import pytest
 
@@ -15,15 +13,7 @@ from wedmetrics.alerting.alertmanager_config import label_fingerprint
 from wedmetrics.alerting.alertmanager_notifier import AlertmanagerNotifier
 from wedmetrics.alerting.notification import Notification, NotificationGroup
 
-sys.path.insert(0, str(Path(__file__).parent))
-from am_peers import Hook, free_port, require_binary, wait_until  # noqa: E402
-
-
-@pytest.fixture
-def hook():
-    h = Hook()
-    yield h
-    h.close()
+from am_peers import free_port, require_binary, wait_until  # noqa: E402
 
 
 @pytest.fixture

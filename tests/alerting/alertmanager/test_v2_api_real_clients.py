@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
@@ -17,15 +15,7 @@ from fastapi import FastAPI  # noqa: E402
 import wedmetrics as wm  # noqa: E402
 from wedmetrics.http.alertmanager_api import alertmanager_router  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
-from am_peers import Hook, free_port, require_binary, serve, wait_until  # noqa: E402
-
-
-@pytest.fixture
-def hook():
-    h = Hook()
-    yield h
-    h.close()
+from am_peers import free_port, require_binary, serve, wait_until  # noqa: E402
 
 
 def config_for(hook_url: str) -> str:

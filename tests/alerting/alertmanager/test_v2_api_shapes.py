@@ -1,8 +1,6 @@
 """The v2 API's shapes and rules (api/v2/openapi.yaml), served by the hub's create_app."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -12,7 +10,6 @@ httpx = pytest.importorskip("httpx")
 import wedmetrics as wm  # noqa: E402
 from wedmetrics.http.app import create_app  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).parent))
 from am_peers import serve  # noqa: E402
 
 CONFIG = """
