@@ -56,10 +56,14 @@ def test_prometheus_scrapes_the_hub_and_answers_the_engines_numbers(clock, tmp_p
                 {"job": "text", "target": target, "params": {"format": "text"}}]
         with prometheus(jobs, tmp_path) as prom:
             def both_scraped():
+                # the hub counts a request once it has answered it, so its own
+                # /metrics count shows from a job's second scrape on
                 up = query(prom, "up")
                 fresh = query(prom, "count by (job) (api_latency_count)")
+                served = query(prom, 'count by (job) '
+                                     '(wedmetrics_hub_requests_total{route="/metrics"})')
                 return (len(up) == 2 and all(r["value"][1] == "1" for r in up)
-                        and len(fresh) == 2)
+                        and len(fresh) == 2 and len(served) == 2)
             wait_for(both_scraped, timeout=40.0)
             targets = httpx.get(prom + "/api/v1/targets").json()["data"]["activeTargets"]
             assert [t["lastError"] for t in targets] == ["", ""]
