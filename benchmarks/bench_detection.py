@@ -55,9 +55,13 @@ PEERS = ("ARTime", "numenta", "contextOSE", "knncad", "randomCutForest", "twitte
          "windowedGaussian")
 #: The ensemble families: raw scorers, each through conformal rank and likelihood.
 FAMILIES = {"likelihood(robust z)": ("robust",), "likelihood(knn)": ("knn",),
-            "likelihood(seasonal)": ("seasonal",),
+            "likelihood(seasonal)": ("seasonal",), "likelihood(art)": ("art",),
+            "likelihood(context)": ("context",),
             "ensemble robust+knn": ("robust", "knn"),
-            "ensemble robust+knn+seasonal": ("robust", "knn", "seasonal")}
+            "ensemble robust+art": ("robust", "art"),
+            "ensemble robust+context": ("robust", "context"),
+            "ensemble robust+knn+seasonal": ("robust", "knn", "seasonal"),
+            "ensemble robust+art+context": ("robust", "art", "context")}
 #: Per family: short-term average 1 (none) or the paper's 10; threshold 4 or
 #: the paper's 5 nines.  Fixed before the cross-validation was run.
 ENSEMBLE_GRID = {"averaging": (1, 10), "threshold": (5.0, 4.0)}

@@ -15,7 +15,8 @@ import numpy as np
 from numba import njit
 
 __all__ = ["robust_detect", "ewma_detect", "alert_onsets", "conformal_surprise", "knn_distance",
-           "likelihood_nines", "ensemble_detect"]
+           "likelihood_nines", "range_normalise", "art_novelty", "context_novelty",
+           "ensemble_detect"]
 
 
 @njit(cache=True)
@@ -355,19 +356,139 @@ def likelihood_nines(raw, window, averaging, learning, reestimate, mean_floor, v
 
 
 @njit(cache=True)
+def range_normalise(values, size):
+    """Batch ``scorers.RangeNormaliser``: position in the trailing min..max."""
+    n = values.shape[0]
+    out = np.empty(n)
+    lo_idx = np.empty(n, dtype=np.int64)     # monotone queues as arrays
+    hi_idx = np.empty(n, dtype=np.int64)
+    lo_head = lo_tail = hi_head = hi_tail = 0
+    for i in range(n):
+        x = values[i]
+        while lo_tail > lo_head and values[lo_idx[lo_tail - 1]] >= x:
+            lo_tail -= 1
+        lo_idx[lo_tail] = i
+        lo_tail += 1
+        while hi_tail > hi_head and values[hi_idx[hi_tail - 1]] <= x:
+            hi_tail -= 1
+        hi_idx[hi_tail] = i
+        hi_tail += 1
+        if lo_idx[lo_head] <= i - size:
+            lo_head += 1
+        if hi_idx[hi_head] <= i - size:
+            hi_head += 1
+        low = values[lo_idx[lo_head]]
+        high = values[hi_idx[hi_head]]
+        out[i] = 0.5 if high <= low else (x - low) / (high - low)
+    return out
+
+
+@njit(cache=True)
+def art_novelty(values, dim, normaliser, vigilance, categories, alpha):
+    """Batch ``art.ArtNovelty``: 1 - best fuzzy ART match of each lag vector."""
+    n = values.shape[0]
+    out = np.zeros(n)
+    u_all = range_normalise(values, normaliser)
+    w = np.zeros((categories, 2 * dim))
+    used = np.zeros(categories, dtype=np.int64)
+    n_cat = 0
+    u = np.empty(dim)
+    for i in range(dim - 1, n):
+        for q in range(dim):
+            u[q] = u_all[i - dim + 1 + q]
+        best_match = 0.0
+        chosen = -1
+        chosen_choice = -1.0
+        for j in range(n_cat):
+            overlap = 0.0
+            size = 0.0
+            for q in range(dim):
+                a = w[j, q]
+                b = w[j, dim + q]
+                overlap += (u[q] if u[q] < a else a) + ((1.0 - u[q]) if 1.0 - u[q] < b else b)
+                size += a + b
+            match = overlap / dim
+            if match > best_match:
+                best_match = match
+            if match >= vigilance:
+                choice = overlap / (alpha + size)
+                if choice > chosen_choice:
+                    chosen = j
+                    chosen_choice = choice
+        if chosen < 0:
+            if n_cat < categories:
+                chosen = n_cat
+                n_cat += 1
+            else:
+                chosen = 0
+                for j in range(1, categories):
+                    if used[j] < used[chosen]:
+                        chosen = j
+            for q in range(dim):
+                w[chosen, q] = u[q]
+                w[chosen, dim + q] = 1.0 - u[q]
+        else:
+            for q in range(dim):
+                if u[q] < w[chosen, q]:
+                    w[chosen, q] = u[q]
+                if 1.0 - u[q] < w[chosen, dim + q]:
+                    w[chosen, dim + q] = 1.0 - u[q]
+        used[chosen] = i + 1
+        out[i] = 1.0 - best_match
+    return out
+
+
+@njit(cache=True)
+def context_novelty(values, normaliser, order, levels, slots, golden):
+    """Batch ``contextual.ContextNovelty``: share of unseen context transitions."""
+    n = values.shape[0]
+    out = np.zeros(n)
+    u_all = range_normalise(values, normaliser)
+    symbols = np.zeros(n, dtype=np.int64)
+    table = np.full(slots, -1, dtype=np.int64)
+    for i in range(n):
+        symbol = min(levels - 1, int(u_all[i] * levels))
+        symbols[i] = symbol
+        known = min(i, order)
+        unseen = 0
+        for k in range(1, known + 1):
+            key = k
+            for back in range(k, 0, -1):
+                key = key * levels + symbols[i - back]
+            key = key * levels + symbol
+            slot = ((key * golden) & 0xFFFFFFFF) * slots >> 32
+            if table[slot] != key:
+                unseen += 1
+                table[slot] = key
+        if known > 0:
+            out[i] = unseen / known
+    return out
+
+
+@njit(cache=True)
 def ensemble_detect(values, use, window, min_periods, mean_span, season, season_lag,
                     mad_to_sigma, mean_ad_to_sigma, knn_dim, knn_k, knn_history, calibration,
                     likelihood_window, averaging, learning, reestimate, mean_floor,
-                    variance_floor, max_nines):
+                    variance_floor, max_nines, art_params, context_params):
     """Batch ``ensemble.EnsembleDetector``: nines per row (max over the scorers in ``use``:
-    robust, knn, seasonal)."""
+    robust, knn, seasonal, art, context).
+
+    ``art_params`` = (vigilance, categories, alpha) and ``context_params`` =
+    (order, levels, slots, golden) are the modules' constants.
+    """
     n = values.shape[0]
     best = np.zeros(n)
-    for which in range(3):
+    for which in range(5):
         if not use[which]:
             continue
         if which == 1:
             raw = knn_distance(values, knn_dim, knn_k, knn_history)
+        elif which == 3:
+            raw = art_novelty(values, knn_dim, calibration, art_params[0], int(art_params[1]),
+                              art_params[2])
+        elif which == 4:
+            raw = context_novelty(values, calibration, context_params[0], context_params[1],
+                                  context_params[2], context_params[3])
         else:
             lag = season if which == 0 else season_lag
             raw, _ = robust_detect(values, window, min_periods, mean_span, lag, 1e-12, 0, True,

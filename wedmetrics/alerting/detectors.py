@@ -131,7 +131,9 @@ class DetectorConfig:
     cooldown : int
         Evaluations after a firing during which the rule does not fire again.
     scorers : tuple of str
-        Raw scorers of ``ensemble``: ``"robust"``, ``"knn"``, ``"seasonal"``.
+        Raw scorers of ``ensemble``: ``"robust"``, ``"knn"``, ``"seasonal"``,
+        ``"art"`` (:mod:`~wedmetrics.alerting.art`), ``"context"``
+        (:mod:`~wedmetrics.alerting.contextual`).
     season_lag : int
         Lag of the ``seasonal`` scorer in observations (288: a day at 5 minutes).
     knn_dim, knn_k, knn_history : int
@@ -524,6 +526,7 @@ def detect(values: np.ndarray, config: DetectorConfig | None = None, *,
                 MAD_TO_SIGMA, MEAN_AD_TO_SIGMA)
         elif config.method == "ensemble":
             from .ensemble import SCORERS
+            from . import art, contextual
             from .likelihood import MAX_NINES, MEAN_FLOOR, REESTIMATE, VARIANCE_FLOOR
             # the maximum does not depend on the scorers' order
             use = np.array([name in config.scorers for name in SCORERS])
@@ -532,7 +535,10 @@ def detect(values: np.ndarray, config: DetectorConfig | None = None, *,
                 config.season, config.season_lag, MAD_TO_SIGMA, MEAN_AD_TO_SIGMA,
                 config.knn_dim, config.knn_k, config.knn_history, config.calibration,
                 config.likelihood_window, config.averaging, config.learning, REESTIMATE,
-                MEAN_FLOOR, VARIANCE_FLOOR, MAX_NINES)
+                MEAN_FLOOR, VARIANCE_FLOOR, MAX_NINES,
+                np.array([art.VIGILANCE, art.CATEGORIES, art.ALPHA]),
+                np.array([contextual.ORDER, contextual.LEVELS, contextual.SLOTS,
+                          contextual.GOLDEN], dtype=np.int64))
             anomalous = scores >= config.threshold
         else:
             scores, anomalous = _numba.ewma_detect(

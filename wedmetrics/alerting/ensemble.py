@@ -10,7 +10,15 @@ For every observation each raw scorer of ``config.scorers`` gives a score:
   ``knn_dim`` observations against the ``knn_history`` before them);
 * ``"seasonal"``: the robust z-score of ``x[t] - x[t - season_lag]``, a
   seasonal residual (``season_lag`` observations, a day at the data's step
-  when the rule gives its step).
+  when the rule gives its step);
+* ``"art"``: the fuzzy ART novelty of
+  :class:`~wedmetrics.alerting.art.ArtNovelty` (the ``knn_dim`` last values,
+  scaled by the range of the last ``calibration``, against the learnt
+  categories);
+* ``"context"``: the contextual novelty of
+  :class:`~wedmetrics.alerting.contextual.ContextNovelty` (the share of the
+  last 1..7 symbols, 8 bins of the range of the last ``calibration`` values,
+  never followed by the current symbol).
 
 Each score is ranked against its own last ``calibration`` scores
 (:class:`~wedmetrics.alerting.scorers.ConformalRank`), which maps any scale to
@@ -25,6 +33,8 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from .art import ArtNovelty
+from .contextual import ContextNovelty
 from .likelihood import AnomalyLikelihood
 from .scorers import ConformalRank, KnnDistance
 
@@ -33,7 +43,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EnsembleDetector", "SCORERS"]
 
-SCORERS = ("robust", "knn", "seasonal")
+SCORERS = ("robust", "knn", "seasonal", "art", "context")
 
 
 class EnsembleDetector:
@@ -74,8 +84,12 @@ class EnsembleDetector:
                 self._raw.append(RobustZDetector(robust_cfg))
             elif name == "seasonal":
                 self._raw.append(RobustZDetector(replace(robust_cfg, season=config.season_lag)))
-            else:
+            elif name == "knn":
                 self._raw.append(KnnDistance(config.knn_dim, config.knn_k, config.knn_history))
+            elif name == "art":
+                self._raw.append(ArtNovelty(config.knn_dim, config.calibration))
+            else:
+                self._raw.append(ContextNovelty(config.calibration))
         self._ranks = [ConformalRank(config.calibration) for _ in config.scorers]
         self._likelihoods = [AnomalyLikelihood(config.likelihood_window, config.averaging,
                                                config.learning) for _ in config.scorers]
@@ -95,10 +109,9 @@ class EnsembleDetector:
         self.n_seen += 1
         best = 0.0
         for raw, rank, lik in zip(self._raw, self._ranks, self._likelihoods):
-            if isinstance(raw, KnnDistance):
-                score = raw.update(value)
-            else:
-                score = raw.update(value).score
+            score = raw.update(value)
+            if not isinstance(score, float):          # a RobustZDetector's Decision
+                score = score.score
             nines = lik.update(rank.update(score))
             if nines > best:
                 best = nines

@@ -400,8 +400,10 @@ class AnomalyRule(_SeriesRule):
         A bucket is anomalous only if one of the detector's views (level,
         step, short mean) reaches the threshold and beats every score of
         that view over the previous ``surprise_window`` buckets (0: off).
-    scorers : list of {"robust", "knn", "seasonal"}
-        Raw scorers of ``ensemble`` (``seasonal`` lags one day of steps).
+    scorers : list of {"robust", "knn", "seasonal", "art", "context"}
+        Raw scorers of ``ensemble`` (``seasonal`` lags one day of steps;
+        ``art`` and ``context`` are :mod:`wedmetrics.alerting.art` and
+        :mod:`wedmetrics.alerting.contextual`).
     calibration : int
         Previous scores each ``ensemble`` score is ranked against.
     likelihood_window, averaging, learning : int
@@ -422,7 +424,7 @@ class AnomalyRule(_SeriesRule):
     seasonality: Optional[Literal["daily", "weekly"]] = None
     threshold: float = Field(default=5.0, gt=0, allow_inf_nan=False)
     surprise_window: int = Field(default=0, ge=0)
-    scorers: tuple[Literal["robust", "knn", "seasonal"], ...] = ("robust", "knn")
+    scorers: tuple[Literal["robust", "knn", "seasonal", "art", "context"], ...] = ("robust", "knn")
     calibration: int = Field(default=4000, ge=1)
     likelihood_window: int = Field(default=8640, ge=2)
     averaging: int = Field(default=10, ge=1)

@@ -15,6 +15,11 @@
   sees shapes, not levels: a series that starts oscillating differently
   scores high although every value is in range.
 
+* :class:`RangeNormaliser` maps a value into [0, 1] by the minimum and
+  maximum of the last ``size`` values: the unit-free input of the ART and
+  contextual scorers (:mod:`wedmetrics.alerting.art`,
+  :mod:`wedmetrics.alerting.contextual`).
+
 The Numba twins (``wedmetrics._kernels._numba``) repeat these operations in
 the same order; ``tests/alerting/test_ensemble.py`` checks they agree.
 """
@@ -23,8 +28,9 @@ from __future__ import annotations
 import math
 from array import array
 from bisect import bisect_left, bisect_right
+from collections import deque
 
-__all__ = ["ConformalRank", "KnnDistance"]
+__all__ = ["ConformalRank", "KnnDistance", "RangeNormaliser"]
 
 
 class ConformalRank:
@@ -120,3 +126,50 @@ class KnnDistance:
         for q in range(self._k):
             total += dists[q]
         return total / self._k
+
+
+
+class RangeNormaliser:
+    """A value's position between the minimum and maximum of the last ``size``
+    values (itself included), in [0, 1]; 0.5 while they are all equal.
+
+    CAD OSE and ARTime scale by the series' range; kept over a trailing span
+    it stays online and bounded, and it keeps what a rank would lose: a level
+    jump lands far from everything learnt before it.  The extremes come from
+    two monotone queues (each value enters and leaves each once: amortised
+    O(1)); memory at most ``2 * size`` (index, value) pairs.
+
+    Examples
+    --------
+    >>> norm = RangeNormaliser(3)
+    >>> [norm.update(v) for v in [5.0, 1.0, 3.0, 9.0, 9.0, 9.0]]
+    [0.5, 0.0, 0.5, 1.0, 1.0, 0.5]
+    """
+
+    __slots__ = ("_size", "_n", "_lows", "_highs")
+
+    def __init__(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"size={size!r} must be an integer >= 1")
+        self._size = size
+        self._n = 0
+        self._lows: deque[tuple[int, float]] = deque()    # increasing values
+        self._highs: deque[tuple[int, float]] = deque()   # decreasing values
+
+    def update(self, value: float) -> float:
+        """Position of ``value`` in the range of the span ending at it."""
+        n = self._n
+        self._n += 1
+        lows, highs = self._lows, self._highs
+        while lows and lows[-1][1] >= value:
+            lows.pop()
+        lows.append((n, value))
+        while highs and highs[-1][1] <= value:
+            highs.pop()
+        highs.append((n, value))
+        if lows[0][0] <= n - self._size:
+            lows.popleft()
+        if highs[0][0] <= n - self._size:
+            highs.popleft()
+        low, high = lows[0][1], highs[0][1]
+        return 0.5 if high <= low else (value - low) / (high - low)
