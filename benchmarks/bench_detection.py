@@ -7,6 +7,7 @@ Run from anywhere::
 
     python benchmarks/bench_detection.py            # the table (in-sample and cross-validated)
     python benchmarks/bench_detection.py --speed    # and the throughput figures
+    python benchmarks/bench_detection.py --quick    # without the previous default's family
     python -m pytest benchmarks/bench_detection.py --benchmark-only -s
 
 Every series runs through :func:`wedmetrics.alerting.detectors.detect` (Numba
@@ -162,18 +163,54 @@ def select(corpus, configs, onsets, train: list[int]) -> int:
     return next(i for i, s in enumerate(scores) if s >= best - NOISE)
 
 
-def cross_validate(corpus, configs, onsets):
-    """Leave-one-category-out: held-out onsets per series and the pick of each fold."""
+def cross_validate(corpus, configs, onsets, among: list[int] | None = None):
+    """Leave-one-category-out within ``among`` (default: every series): the
+    held-out onsets of each series of ``among`` (in its order) and each fold's pick."""
+    among = list(range(len(corpus))) if among is None else among
     held: dict[int, np.ndarray] = {}
     picks = []
-    for cat in sorted({category(s) for s in corpus}):
-        train = [i for i, s in enumerate(corpus) if category(s) != cat]
+    for cat in sorted({category(corpus[i]) for i in among}):
+        train = [i for i in among if category(corpus[i]) != cat]
         best = select(corpus, configs, onsets, train)
         picks.append((cat, configs[best]))
-        for i, s in enumerate(corpus):
-            if category(s) == cat:
+        for i in among:
+            if category(corpus[i]) == cat:
                 held[i] = onsets[best][i]
-    return [held[i] for i in range(len(corpus))], picks
+    return [held[i] for i in among], picks
+
+
+def choose_default(corpus, pool, among: list[int]):
+    """The default's selection rule on the series ``among``: the family with the
+    best leave-one-category-out NAB standard score (the simplest within
+    :data:`NOISE` of it; ``pool`` lists families simplest first), then that
+    family's in-sample pick.  Returns (family index, configuration index,
+    the families' cross-validated scores)."""
+    loco = []
+    for _, cfgs, onsets in pool:
+        held, _ = cross_validate(corpus, cfgs, onsets, among)
+        loco.append(scoring.nab_score([(det, corpus[i].windows)
+                                       for det, i in zip(held, among)]).normalized)
+    best = max(loco)
+    fam = next(k for k, s in enumerate(loco) if s >= best - NOISE)
+    _, cfgs, onsets = pool[fam]
+    return fam, select(corpus, cfgs, onsets, among), loco
+
+
+def nested_cross_validate(corpus, pool):
+    """The whole selection rule, itself left one category out: for each
+    category the rule runs on the other six (its family choice cross-validated
+    among them) and its pick is run on the held-out one."""
+    held: dict[int, np.ndarray] = {}
+    picks = []
+    everyone = range(len(corpus))
+    for cat in sorted({category(s) for s in corpus}):
+        train = [i for i in everyone if category(corpus[i]) != cat]
+        fam, cfg, _ = choose_default(corpus, pool, train)
+        picks.append((cat, pool[fam][1][cfg]))
+        for i in everyone:
+            if category(corpus[i]) == cat:
+                held[i] = pool[fam][2][cfg][i]
+    return [held[i] for i in everyone], picks
 
 
 def describe(cfg: detectors.DetectorConfig) -> str:
@@ -196,13 +233,16 @@ def peer_thresholds() -> dict[str, float]:
     return {name: float(body[name]["standard"]["threshold"]) for name in PEERS}
 
 
-def figures(corpus: list[nab.NabSeries], log=print) -> tuple[list[Row], list[str]]:
-    """Every row of the table and the notes on the selection."""
+def figures(corpus: list[nab.NabSeries], log=print,
+            previous: bool = True) -> tuple[list[Row], list[str]]:
+    """Every row of the table and the notes on the selection (``previous``:
+    with the previous default's 96-configuration family, most of the time)."""
     cache: dict = {}
     rows, notes = [], []
     default = detectors.default_detector_config()
-    families = list(FAMILIES) + ["robust z + surprise gate (previous default)"]
-    pooled_cfgs, pooled_onsets = [], []
+    families = list(FAMILIES) + (["robust z + surprise gate (previous default)"]
+                                 if previous else [])
+    pool = []                            # (family, configurations, onsets), simplest first
     for family in families:
         t0 = time.perf_counter()
         cfgs = family_configs(family)
@@ -216,15 +256,23 @@ def figures(corpus: list[nab.NabSeries], log=print) -> tuple[list[Row], list[str
         log(f"{family}: {len(cfgs)} configurations, {time.perf_counter() - t0:.0f} s; "
             f"folds picked {sorted({describe(p) for _, p in picks})}")
         if family in FAMILIES:
-            pooled_cfgs += cfgs
-            pooled_onsets += onsets
-    held, picks = cross_validate(corpus, pooled_cfgs, pooled_onsets)
-    best = select(corpus, pooled_cfgs, pooled_onsets, list(range(len(corpus))))
-    notes.append(f"selection over all {len(pooled_cfgs)} ensemble configurations (simplest "
-                 f"within {NOISE:g} NAB points of the best): on all 26 files it picks "
-                 f"{describe(pooled_cfgs[best])}")
+            pool.append((family, cfgs, onsets))
+    fam, cfg, loco = choose_default(corpus, pool, list(range(len(corpus))))
+    notes.append("families' leave-one-category-out NAB standard on all 26 files: "
+                 + ", ".join(f"{name} {score:.2f}" for (name, _, _), score in zip(pool, loco)))
+    notes.append(f"the selection rule (best cross-validated family, the simplest within "
+                 f"{NOISE:g} points; then its in-sample pick) picks {describe(pool[fam][1][cfg])}")
+    held, picks = nested_cross_validate(corpus, pool)
     notes += [f"  without {cat}: {describe(p)}" for cat, p in picks]
-    rows.insert(0, score_detections("selection of the default, leave-one-category-out "
+    pooled_held, pooled_picks = cross_validate(corpus, sum((c for _, c, _ in pool), []),
+                                               sum((o for _, _, o in pool), []))
+    notes.append(f"pooled selection over all {sum(len(c) for _, c, _ in pool)} configurations "
+                 f"(the previous rule), folds picked "
+                 f"{sorted({describe(p) for _, p in pooled_picks})}")
+    rows.insert(0, score_detections("pooled selection over every configuration (the previous "
+                                    "rule), leave-one-category-out",
+                                    list(zip(pooled_held, corpus))))
+    rows.insert(0, score_detections("selection of the default, nested leave-one-category-out "
                                     "(estimate for unseen series)", list(zip(held, corpus))))
     rows.insert(0, score_detections(f"wedmetrics default ({describe(default)}), in-sample",
                                     list(zip(run_config(corpus, default, cache), corpus))))
@@ -310,15 +358,28 @@ def test_default_online_and_batch_speed(benchmark):
     print("\n" + "\n".join(lines))
 
 
+USAGE = """usage: python benchmarks/bench_detection.py [--speed] [--quick]
+
+  (no option)  the table: every family in-sample and leave-one-category-out,
+               the default's selection nested-cross-validated, NAB's peers
+  --speed      and the throughput of the default against the robust z-score
+  --quick      without the previous default's 96-configuration family (seconds, not minutes)
+"""
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if {"-h", "--help"} & set(argv) or set(argv) - {"--speed", "--quick"}:
+        print(USAGE)
+        return 0 if {"-h", "--help"} & set(argv) else 2
     if not (NAB_ROOT / "labels" / "combined_windows.json").exists():
         print(f"NAB development data not found at {NAB_ROOT}; nothing to do")
         return 0
     corpus = list(nab.iter_corpus(NAB_ROOT))
     print(f"default configuration: {detectors.default_detector_config().to_dict()}")
     print(f"numba kernels: {detectors.HAVE_NUMBA}; {len(corpus)} files\n")
-    rows, notes = figures(corpus, log=lambda m: print(m, flush=True))
+    rows, notes = figures(corpus, log=lambda m: print(m, flush=True),
+                          previous="--quick" not in argv)
     print("\n".join(notes) + "\n")
     print(markdown(rows))
     if "--speed" in argv:
