@@ -169,3 +169,21 @@ def test_numba_ensemble_with_novelty_scorers_is_bit_identical(values, scorers, a
     fast = det.detect(np.asarray(values), cfg, use_numba=True)
     np.testing.assert_array_equal(fast.scores, [d.score for d in slow])
     np.testing.assert_array_equal(fast.anomalous, [d.anomalous for d in slow])
+
+
+def test_a_rule_with_the_novelty_scorers_backtests_the_same_on_both_paths():
+    from wedmetrics.alerting.backtest import backtest, default_anomaly_rules
+
+    rng = np.random.default_rng(8)
+    x = np.tile(np.sin(2 * np.pi * np.arange(50) / 50), 24) + 0.05 * rng.normal(size=1200)
+    x[1000:] += 3.0                                  # a level jump beyond every range seen
+    data = {"timestamp": 1.7e9 + 300.0 * np.arange(len(x)), "value": x}
+    rules = [r.model_dump(by_alias=True) | {"scorers": ["art", "context"], "calibration": 400,
+                                            "learning": 100}
+             for r in default_anomaly_rules("5m")]
+    fast = backtest(rules, data, path="vectorised")
+    slow = backtest(rules, data, path="streaming")
+    assert fast.path == "vectorised" and slow.path == "streaming"
+    events = [[(e.kind, e.row) for e in res.events] for res in (fast, slow)]
+    assert events[0] == events[1]
+    assert any(kind == "firing" and 1000 <= row < 1010 for kind, row in events[0])
