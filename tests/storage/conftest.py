@@ -23,13 +23,11 @@ def _probe() -> tuple[str | None, bool]:
     except ImportError as exc:
         return f"psycopg is not installed ({exc})", False
     try:
+        from wedmetrics.storage.timescale import timescale_usable
+
         with psycopg.connect(PG_DSN, connect_timeout=3) as conn:
-            ts = conn.execute("SELECT 1 FROM pg_available_extensions "
-                              "WHERE name = 'timescaledb'").fetchone() is not None
-            if ts:
-                # available on disk is not enough: it must be preloaded to work
-                preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
-                ts = "timescaledb" in preload
+            # the backend's own rule: files on disk are not enough, it must be preloaded
+            ts = timescale_usable(conn)[0]
     except Exception as exc:
         return f"no PostgreSQL server at {PG_DSN}: {exc}", False
     return None, ts

@@ -125,6 +125,31 @@ def test_layout_is_detected_and_recorded(pg_schema, layout):
     again.close()
 
 
+def test_auto_layout_takes_timescale_only_where_it_can_run(pg_schema, caplog):
+    """The server decides: a timescaledb whose files are installed but which is not
+    preloaded cannot run (CREATE EXTENSION fails), so auto must not pick it."""
+    from wedmetrics.storage.timescale import timescale_usable
+
+    with connect() as conn:
+        usable, why = timescale_usable(conn)
+        available = conn.execute("SELECT 1 FROM pg_available_extensions "
+                                 "WHERE name = 'timescaledb'").fetchone() is not None
+        preloaded = "timescaledb" in conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        created = conn.execute("SELECT 1 FROM pg_extension "
+                               "WHERE extname = 'timescaledb'").fetchone() is not None
+    assert usable == (created or (available and preloaded))
+    with caplog.at_level("WARNING", logger="wedmetrics.storage"):
+        auto = backend(pg_schema, layout="auto")
+    assert auto.layout == ("timescale" if usable else "plain")
+    auto.close()
+    if usable:
+        return
+    # installed but not loadable: auto says so; an explicit request names the cause
+    assert ("shared_preload_libraries" in caplog.text) == available
+    with pytest.raises(RuntimeError, match="layout='timescale' but the timescaledb extension"):
+        backend(f"{pg_schema}_x", layout="timescale")
+
+
 def test_newer_schema_is_refused(pg_schema):
     backend(pg_schema).close()
     with connect() as conn:

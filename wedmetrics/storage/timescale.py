@@ -18,6 +18,7 @@ Percentiles over any range are computed by merging the stored sketches
 from __future__ import annotations
 
 import json
+import logging
 import re
 import struct
 import threading
@@ -42,7 +43,9 @@ from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_id
 
 from .base import silence_json
 
-__all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS"]
+__all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS", "timescale_usable"]
+
+log = logging.getLogger("wedmetrics.storage")
 
 LAYOUTS = ("auto", "timescale", "plain")
 SCHEMA_VERSION = 3
@@ -74,6 +77,29 @@ def _partition_keys(width: np.ndarray, start: np.ndarray) -> set[tuple[int, int]
     first = np.flatnonzero(np.concatenate(([True], (wms[1:] != wms[:-1])
                                            | (period[1:] != period[:-1]))))
     return set(zip(wms[first].tolist(), period[first].tolist()))
+
+
+NOT_AVAILABLE = "the timescaledb extension is not available on this server"
+
+
+def timescale_usable(conn) -> tuple[bool, str]:
+    """Whether TimescaleDB can run in this database, and why not.
+
+    The extension's files on disk are not enough: ``CREATE EXTENSION`` fails
+    unless the library is also in ``shared_preload_libraries`` (a server whose
+    configuration was reset after the package was installed is in exactly
+    that state).  An extension already created here is usable as it stands.
+    """
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'timescaledb'").fetchone():
+        return True, ""
+    if conn.execute("SELECT 1 FROM pg_available_extensions "
+                    "WHERE name = 'timescaledb'").fetchone() is None:
+        return False, NOT_AVAILABLE
+    preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+    if not any(lib.strip().rsplit("/", 1)[-1] == "timescaledb" for lib in preload.split(",")):
+        return False, ("the timescaledb extension is installed on this server but not in "
+                       "shared_preload_libraries (add it to postgresql.conf and restart)")
+    return True, ""
 
 
 class TimescaleBackend:
@@ -218,14 +244,16 @@ class TimescaleBackend:
         self._partitions.clear()
 
     def _choose_layout(self, conn) -> str:
-        available = conn.execute("SELECT 1 FROM pg_available_extensions "
-                                 "WHERE name = 'timescaledb'").fetchone() is not None
-        if self._requested_layout == "timescale" and not available:
-            raise RuntimeError("layout='timescale' but the timescaledb extension is not "
-                               "available on this server")
+        usable, why = timescale_usable(conn)
+        if self._requested_layout == "timescale" and not usable:
+            raise RuntimeError(f"layout='timescale' but {why}")
         if self._requested_layout == "plain":
             return "plain"
-        return "timescale" if available else "plain"
+        if not usable and why != NOT_AVAILABLE:
+            # files on disk but not loadable: say why auto did not pick it
+            log.warning("TimescaleBackend: schema %r uses the plain layout, because %s",
+                        self.schema, why)
+        return "timescale" if usable else "plain"
 
     def _create_v1(self, conn, layout: str) -> None:
         ex = conn.execute
