@@ -53,6 +53,18 @@ def test_knn_distance_is_the_mean_of_the_k_smallest_distances(values, dim, k, hi
         assert got == pytest.approx(sum(d[:k]) / k, rel=1e-9, abs=1e-9)
 
 
+@pytest.mark.skipif(not det.HAVE_NUMBA, reason="numba is not installed")
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 2.0, 50.0]) | st.floats(-1e3, 1e3), min_size=1,
+                max_size=90), st.integers(1, 5), st.integers(1, 4), st.integers(4, 25))
+def test_numba_knn_distance_is_bit_identical_to_the_streaming_class(values, dim, k, history):
+    # ties (the sampled values) and every warm-up length: the kernel's running
+    # k smallest must sum the same numbers in the same order as the class's sort
+    knn = KnnDistance(dim, k, history)
+    np.testing.assert_array_equal(_numba.knn_distance(np.asarray(values), dim, k, history),
+                                  [knn.update(v) for v in values])
+
+
 def test_likelihood_is_the_gaussian_tail_of_the_short_average():
     rng = np.random.default_rng(5)
     raw = rng.uniform(0, 0.5, 400)

@@ -292,26 +292,41 @@ def conformal_surprise(scores, calibration):
 
 @njit(cache=True)
 def knn_distance(values, dim, k, history):
-    """Batch ``scorers.KnnDistance``: mean distance to the k nearest lag vectors."""
+    """Batch ``scorers.KnnDistance``: mean distance to the k nearest lag vectors.
+
+    The k smallest distances are kept sorted while they are computed (the
+    multiset a full sort would give), then summed smallest first, as the
+    streaming class does.
+    """
     n = values.shape[0]
     out = np.zeros(n)
-    dists = np.empty(history)
+    nearest = np.empty(k)
     for i in range(dim - 1, n):
         lo = max(dim - 1, i - dim - history + 1)
         hi = i - dim
         m = hi - lo + 1
         if m < k:
             continue
+        filled = 0
         for j in range(lo, hi + 1):
             s = 0.0
             for q in range(dim):
                 t = values[i - q] - values[j - q]
                 s += t * t
-            dists[j - lo] = np.sqrt(s)
-        srt = np.sort(dists[:m])
+            d = np.sqrt(s)
+            if filled == k and d >= nearest[k - 1]:
+                continue
+            pos = filled if filled < k else k - 1
+            while pos > 0 and nearest[pos - 1] > d:
+                if pos < k:
+                    nearest[pos] = nearest[pos - 1]
+                pos -= 1
+            nearest[pos] = d
+            if filled < k:
+                filled += 1
         total = 0.0
         for q in range(k):
-            total += srt[q]
+            total += nearest[q]
         out[i] = total / k
     return out
 

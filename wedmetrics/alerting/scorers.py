@@ -30,6 +30,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections import deque
 
+import numpy as np
+
 __all__ = ["ConformalRank", "KnnDistance", "RangeNormaliser"]
 
 
@@ -79,7 +81,10 @@ class KnnDistance:
     """Mean distance of the current lag vector to its ``k`` nearest predecessors.
 
     Scores 0 until ``k`` predecessors exist.  Cost O(history * dim) per
-    observation, memory ``history + 2 * dim`` floats.
+    observation, done as ``dim`` numpy operations over the ``history``
+    compared vectors (the same additions in the same order as the Numba
+    twin, so the two agree bit for bit); memory ``2 * (history + 2 * dim -
+    1)`` floats.
 
     Examples
     --------
@@ -89,7 +94,7 @@ class KnnDistance:
     (0.0, True)
     """
 
-    __slots__ = ("_dim", "_k", "_history", "_size", "_ring", "_n")
+    __slots__ = ("_dim", "_k", "_history", "_size", "_buf", "_n")
 
     def __init__(self, dim: int, k: int, history: int) -> None:
         for name, value in (("dim", dim), ("k", k), ("history", history)):
@@ -99,34 +104,41 @@ class KnnDistance:
             raise ValueError(f"k={k} exceeds history={history}")
         self._dim, self._k, self._history = dim, k, history
         self._size = history + 2 * dim - 1      # values the oldest compared vector reaches back to
-        self._ring = array("d", bytes(8 * self._size))
+        # Each value is written twice, at p and p + size, so any run of at
+        # most ``size`` consecutive values is one contiguous slice.
+        self._buf = np.zeros(2 * self._size)
         self._n = 0
 
     def update(self, value: float) -> float:
         """Score the lag vector ending at ``value``, then keep ``value``."""
-        size, dim, ring = self._size, self._dim, self._ring
-        ring[self._n % size] = value
+        size, dim, buf = self._size, self._dim, self._buf
+        i = self._n                              # index of the current value
+        p = i % size
+        buf[p] = buf[p + size] = value
         self._n += 1
-        i = self._n - 1                          # index of the current value
         if i < dim - 1:
             return 0.0
         lo = max(dim - 1, i - dim - self._history + 1)
         hi = i - dim                             # last end that does not overlap the current vector
-        if hi - lo + 1 < self._k:
+        m = hi - lo + 1
+        if m < self._k:
             return 0.0
-        dists = []
-        for j in range(lo, hi + 1):
-            s = 0.0
-            for q in range(dim):
-                t = ring[(i - q) % size] - ring[(j - q) % size]
-                s += t * t
-            dists.append(math.sqrt(s))
-        dists.sort()
-        total = 0.0
-        for q in range(self._k):
-            total += dists[q]
-        return total / self._k
-
+        # column q holds x[j - q] for the compared ends j = lo..hi, oldest first
+        total = None
+        for q in range(dim):
+            start = (lo - q) % size
+            t = buf[(i - q) % size] - buf[start:start + m]
+            t *= t
+            if total is None:
+                total = t
+            else:
+                total += t
+        dists = np.sqrt(total)
+        nearest = np.sort(np.partition(dists, self._k - 1)[:self._k]).tolist()
+        acc = 0.0
+        for d in nearest:
+            acc += d
+        return acc / self._k
 
 
 class RangeNormaliser:
