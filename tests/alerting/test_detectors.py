@@ -306,7 +306,7 @@ def test_default_configuration_is_frozen():
                              "cooldown": 100, "scorers": ("robust",), "season_lag": 288,
                              "knn_dim": 10, "knn_k": 3, "knn_history": 300,
                              "calibration": 4000, "likelihood_window": 8640, "averaging": 1,
-                             "learning": 300}
+                             "learning": 300, "novelty_tolerance": None}
     with pytest.raises(AttributeError):
         cfg.threshold = 3.0  # type: ignore[misc]
 

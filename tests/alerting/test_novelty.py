@@ -1,18 +1,21 @@
-"""The ART and contextual novelty scorers and their range normaliser: against
-obvious computations on the raw data, the Numba twins bit-identical to the
-streaming classes (hypothesis), bounded state, and plain behaviour."""
+"""The novelty detectors: the ART and contextual scorers with their range
+normaliser, and the range check (NAB's spatial anomaly): against obvious
+computations on the raw data, the Numba twins bit-identical to the streaming
+classes (hypothesis), bounded state, and plain behaviour."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from wedmetrics.alerting import art, contextual, detectors as det
+from wedmetrics.alerting import art, contextual, detectors as det, spatial
 from wedmetrics.alerting.art import ArtNovelty
 from wedmetrics.alerting.contextual import ContextNovelty
 from wedmetrics.alerting.detectors import DetectorConfig
 from wedmetrics.alerting.ensemble import EnsembleDetector
+from wedmetrics.alerting.likelihood import MAX_NINES
 from wedmetrics.alerting.scorers import RangeNormaliser
+from wedmetrics.alerting.spatial import RangeNovelty
 
 if det.HAVE_NUMBA:
     from wedmetrics._kernels import _numba
@@ -179,7 +182,7 @@ def test_a_rule_with_the_novelty_scorers_backtests_the_same_on_both_paths():
     x[1000:] += 3.0                                  # a level jump beyond every range seen
     data = {"timestamp": 1.7e9 + 300.0 * np.arange(len(x)), "value": x}
     rules = [r.model_dump(by_alias=True) | {"scorers": ["art", "context"], "calibration": 400,
-                                            "learning": 100}
+                                            "learning": 100, "novelty_tolerance": None}
              for r in default_anomaly_rules("5m")]
     fast = backtest(rules, data, path="vectorised")
     slow = backtest(rules, data, path="streaming")
@@ -187,3 +190,125 @@ def test_a_rule_with_the_novelty_scorers_backtests_the_same_on_both_paths():
     events = [[(e.kind, e.row) for e in res.events] for res in (fast, slow)]
     assert events[0] == events[1]
     assert any(kind == "firing" and 1000 <= row < 1010 for kind, row in events[0])
+
+
+# -- the range check (wedmetrics.alerting.spatial) ----------------------------
+
+def _brute_force_range(values, span, tolerance, learning, blocks=spatial.BLOCKS):
+    """Each value against the values its blocks cover: the completed blocks
+    still kept (at most ``n_blocks``) and the block being filled."""
+    block, n_blocks = spatial.blocking(span, blocks)
+    out = []
+    for t, v in enumerate(values):
+        start = max(0, (t // block - n_blocks) * block)
+        seen = values[start:t]
+        if t < learning or not seen or max(seen) <= min(seen):
+            out.append(False)
+            continue
+        lo, hi = min(seen), max(seen)
+        margin = tolerance * (hi - lo)
+        out.append(v > hi + margin or v < lo - margin)
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.sampled_from([0.0, 1.0, 2.0, 3.0]) | st.floats(-10, 10), min_size=1,
+                max_size=120), st.integers(1, 40), st.sampled_from([0.0, 0.05, 0.5]),
+       st.integers(0, 20), st.integers(1, 8))
+def test_range_check_is_the_margin_beyond_the_extremes_its_blocks_cover(values, span, tolerance,
+                                                                        learning, blocks):
+    novelty = RangeNovelty(span, tolerance, learning, blocks)
+    assert [novelty.update(v) for v in values] == \
+        _brute_force_range(values, span, tolerance, learning, blocks)
+
+
+def test_range_check_covers_the_previous_span_to_span_plus_a_block():
+    block, n_blocks = spatial.blocking(8640)
+    assert (block, n_blocks) == (90, 96)
+    assert spatial.blocking(40) == (1, 40)           # short spans: exactly the last ``span``
+    for span in (1, 7, 95, 97, 100, 8640, 10_001):
+        block, n_blocks = spatial.blocking(span)
+        assert n_blocks <= spatial.BLOCKS and span <= block * n_blocks < span + block
+
+
+def test_range_check_flags_a_jump_at_once_and_never_a_steady_cycle():
+    x = np.tile(50 + 20 * np.sin(2 * np.pi * np.arange(100) / 100), 30)   # exactly periodic
+    x[2500:] += 30
+    flags = spatial.novel_rows(x, 1000, learning=100, use_numba=False)
+    assert not flags[:2500].any() and flags[2500]
+    # the margin: 5 % of the range (30..70) beyond the maximum is 72
+    answers = []
+    for probe in (71.9, 72.1, 27.9, 28.1):
+        novelty = RangeNovelty(1000, learning=100)
+        for v in x[:500]:
+            novelty.update(float(v))
+        answers.append(novelty.update(probe))
+        answers.append(novelty.update(probe))        # once seen, it is in range
+    assert answers == [False, False, True, False, True, False, False, False]
+
+
+def test_range_check_is_silent_while_learning_and_on_a_flat_series():
+    novelty = RangeNovelty(50, learning=10)
+    assert not any(novelty.update(v) for v in [0.0, 100.0, -100.0, 0.0, 1000.0])
+    flat = RangeNovelty(50)
+    assert not any(flat.update(3.0) for _ in range(100))
+    assert not flat.update(4.0)                      # no range yet to measure a margin in
+    assert flat.update(9.0)                          # range 3..4: beyond 4 + 0.05
+
+
+def test_range_check_state_is_bounded_on_a_long_stream():
+    novelty = RangeNovelty(8640)
+    for v in np.random.default_rng(4).normal(size=30_000).cumsum():   # a random walk
+        novelty.update(float(v))
+    assert len(novelty._lows) == len(novelty._highs) == spatial.BLOCKS
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: RangeNovelty(0), "span"), (lambda: RangeNovelty(10, -0.1), "tolerance"),
+    (lambda: RangeNovelty(10, float("nan")), "tolerance"),
+    (lambda: RangeNovelty(10, learning=-1), "learning"),
+    (lambda: RangeNovelty(10, blocks=0), "blocks")])
+def test_bad_range_check_parameters_are_named(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"novelty_tolerance": -0.5}, "novelty_tolerance"),
+    ({"novelty_tolerance": float("inf")}, "novelty_tolerance"),
+    ({"novelty_tolerance": True}, "novelty_tolerance"),
+    ({"method": "robust", "novelty_tolerance": 0.05}, "needs method='ensemble'")])
+def test_bad_range_check_configuration_is_named(fields, message):
+    with pytest.raises(ValueError, match=message):
+        DetectorConfig(**{"method": "ensemble", **fields})
+
+
+@pytest.mark.skipif(not det.HAVE_NUMBA, reason="numba is not installed")
+@settings(max_examples=60, deadline=None)
+@given(values_st, st.integers(1, 60), st.sampled_from([0.0, 0.05, 0.3]), st.integers(0, 20),
+       st.integers(1, 8))
+def test_numba_range_check_is_bit_identical(values, span, tolerance, learning, blocks):
+    novelty = RangeNovelty(span, tolerance, learning, blocks)
+    np.testing.assert_array_equal(
+        _numba.range_novelty(np.asarray(values), span, tolerance, learning, blocks),
+        [novelty.update(v) for v in values])
+
+
+@pytest.mark.skipif(not det.HAVE_NUMBA, reason="numba is not installed")
+@settings(max_examples=40, deadline=None)
+@given(values_st, st.sampled_from([("knn",), ("robust",), ("robust", "knn", "context")]),
+       st.integers(1, 10), st.sampled_from([0.0, 0.05]))
+def test_numba_ensemble_with_the_range_check_is_bit_identical(values, scorers, averaging,
+                                                              tolerance):
+    cfg = DetectorConfig(method="ensemble", window=20, min_periods=5, knn_dim=3, knn_k=2,
+                         knn_history=15, calibration=30, likelihood_window=40, learning=10,
+                         scorers=scorers, averaging=averaging, threshold=5.0,
+                         novelty_tolerance=tolerance)
+    streaming = EnsembleDetector(cfg)
+    slow = [streaming.update(v) for v in values]
+    fast = det.detect(np.asarray(values), cfg, use_numba=True)
+    np.testing.assert_array_equal(fast.scores, [d.score for d in slow])
+    np.testing.assert_array_equal(fast.anomalous, [d.anomalous for d in slow])
+    flags = spatial.novel_rows(values, 40, tolerance, 10)
+    assert (fast.scores[flags] == MAX_NINES).all()
+

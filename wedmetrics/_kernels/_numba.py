@@ -16,7 +16,7 @@ from numba import njit
 
 __all__ = ["robust_detect", "ewma_detect", "alert_onsets", "conformal_surprise", "knn_distance",
            "likelihood_nines", "range_normalise", "art_novelty", "context_novelty",
-           "ensemble_detect"]
+           "range_novelty", "ensemble_detect"]
 
 
 @njit(cache=True)
@@ -481,15 +481,66 @@ def context_novelty(values, normaliser, order, levels, slots, golden):
 
 
 @njit(cache=True)
+def range_novelty(values, span, tolerance, learning, blocks):
+    """Batch ``spatial.RangeNovelty``: is each value beyond the trailing range
+    by more than ``tolerance`` times it?"""
+    n = values.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    block = -(-span // blocks)
+    n_blocks = -(-span // block)
+    lows = np.empty(n_blocks)
+    highs = np.empty(n_blocks)
+    filled = 0
+    head = 0
+    low = np.inf
+    high = -np.inf
+    cur_low = np.inf
+    cur_high = -np.inf
+    cur_n = 0
+    for i in range(n):
+        x = values[i]
+        lo = low if low < cur_low else cur_low
+        hi = high if high > cur_high else cur_high
+        if i >= learning and hi > lo:
+            margin = tolerance * (hi - lo)
+            out[i] = x > hi + margin or x < lo - margin
+        if x < cur_low:
+            cur_low = x
+        if x > cur_high:
+            cur_high = x
+        cur_n += 1
+        if cur_n == block:
+            lows[head] = cur_low
+            highs[head] = cur_high
+            head = (head + 1) % n_blocks
+            if filled < n_blocks:
+                filled += 1
+            low = lows[0]
+            high = highs[0]
+            for j in range(1, filled):
+                if lows[j] < low:
+                    low = lows[j]
+                if highs[j] > high:
+                    high = highs[j]
+            cur_low = np.inf
+            cur_high = -np.inf
+            cur_n = 0
+    return out
+
+
+@njit(cache=True)
 def ensemble_detect(values, use, window, min_periods, mean_span, season, season_lag,
                     mad_to_sigma, mean_ad_to_sigma, knn_dim, knn_k, knn_history, calibration,
                     likelihood_window, averaging, learning, reestimate, mean_floor,
-                    variance_floor, max_nines, art_params, context_params):
+                    variance_floor, max_nines, art_params, context_params, novelty,
+                    novelty_blocks):
     """Batch ``ensemble.EnsembleDetector``: nines per row (max over the scorers in ``use``:
     robust, knn, seasonal, art, context).
 
     ``art_params`` = (vigilance, categories, alpha) and ``context_params`` =
-    (order, levels, slots, golden) are the modules' constants.
+    (order, levels, slots, golden) are the modules' constants.  ``novelty`` is
+    the range novelty's tolerance (negative: off); a novel value scores
+    ``max_nines``.
     """
     n = values.shape[0]
     best = np.zeros(n)
@@ -514,4 +565,9 @@ def ensemble_detect(values, use, window, min_periods, mean_span, season, season_
         for i in range(n):
             if nines[i] > best[i]:
                 best[i] = nines[i]
+    if novelty >= 0.0:
+        novel = range_novelty(values, likelihood_window, novelty, learning, novelty_blocks)
+        for i in range(n):
+            if novel[i]:
+                best[i] = max_nines
     return best

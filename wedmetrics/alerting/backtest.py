@@ -127,7 +127,8 @@ def default_anomaly_rules(step: float | str = "5m", *, metric: str = "value",
                         surprise_window=cfg.surprise_window, mean_span=cfg.mean_span,
                         alpha=cfg.alpha, scorers=cfg.scorers, calibration=cfg.calibration,
                         likelihood_window=cfg.likelihood_window, averaging=cfg.averaging,
-                        learning=cfg.learning, cooldown=cfg.cooldown * step_s,
+                        learning=cfg.learning, novelty_tolerance=cfg.novelty_tolerance,
+                        cooldown=cfg.cooldown * step_s,
                         severity="warning")]
 
 

@@ -11,7 +11,8 @@ Three methods, all scale-free (thresholds are in units of the series' own
 spread or of probability, so one configuration serves CPU percentages and
 tweet counts alike).  ``"ensemble"`` (the default,
 :mod:`wedmetrics.alerting.ensemble`) ranks raw scores against their own
-history and reports their anomaly likelihood; the other two are:
+history and reports their anomaly likelihood, optionally with NAB's range
+check (:mod:`wedmetrics.alerting.spatial`); the other two are:
 
 * ``"robust"`` (:class:`RobustZDetector`): median and MAD over
   a trailing window of ``window`` observations (Hampel's robust scale, 1.4826
@@ -59,7 +60,7 @@ import math
 from bisect import bisect_left, insort
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import NamedTuple, Union
+from typing import NamedTuple, Optional, Union
 
 import numpy as np
 
@@ -142,6 +143,11 @@ class DetectorConfig:
         Previous raw scores each ensemble score is ranked against.
     likelihood_window, averaging, learning : int
         The anomaly likelihood's window, short-term average and warm-up.
+    novelty_tolerance : float or None
+        ``ensemble`` only: a value beyond the range of the previous
+        ``likelihood_window`` observations by more than this share of that
+        range scores the maximum nines (:mod:`~wedmetrics.alerting.spatial`,
+        NAB's spatial anomaly; NAB's tolerance is 0.05).  None: off.
     """
 
     method: str = "robust"
@@ -164,6 +170,7 @@ class DetectorConfig:
     likelihood_window: int = 8640
     averaging: int = 10
     learning: int = 300
+    novelty_tolerance: Optional[float] = None
 
     def __post_init__(self) -> None:
         from .ensemble import SCORERS
@@ -196,6 +203,15 @@ class DetectorConfig:
             raise ValueError(f"threshold={self.threshold!r} must be a finite number > 0")
         if not (isinstance(self.alpha, (int, float)) and 0.0 < self.alpha < 1.0):
             raise ValueError(f"alpha={self.alpha!r} must be in (0, 1)")
+        tol = self.novelty_tolerance
+        if tol is not None:
+            if isinstance(tol, bool) or not isinstance(tol, (int, float)) \
+                    or not math.isfinite(tol) or tol < 0:
+                raise ValueError(f"novelty_tolerance={tol!r} must be a finite number >= 0 "
+                                 "or None")
+            if self.method != "ensemble":
+                raise ValueError(f"novelty_tolerance needs method='ensemble', "
+                                 f"got {self.method!r}")
 
     def to_dict(self) -> dict:
         """Plain-dict form, for rule definitions and reports."""
@@ -532,7 +548,7 @@ def detect(values: np.ndarray, config: DetectorConfig | None = None, *,
                 MAD_TO_SIGMA, MEAN_AD_TO_SIGMA)
         elif config.method == "ensemble":
             from .ensemble import SCORERS
-            from . import art, contextual
+            from . import art, contextual, spatial
             from .likelihood import MAX_NINES, MEAN_FLOOR, REESTIMATE, VARIANCE_FLOOR
             # the maximum does not depend on the scorers' order
             use = np.array([name in config.scorers for name in SCORERS])
@@ -544,7 +560,9 @@ def detect(values: np.ndarray, config: DetectorConfig | None = None, *,
                 MEAN_FLOOR, VARIANCE_FLOOR, MAX_NINES,
                 np.array([art.VIGILANCE, art.CATEGORIES, art.ALPHA]),
                 np.array([contextual.ORDER, contextual.LEVELS, contextual.SLOTS,
-                          contextual.GOLDEN], dtype=np.int64))
+                          contextual.GOLDEN], dtype=np.int64),
+                -1.0 if config.novelty_tolerance is None else float(config.novelty_tolerance),
+                spatial.BLOCKS)
             anomalous = scores >= config.threshold
         else:
             scores, anomalous = _numba.ewma_detect(

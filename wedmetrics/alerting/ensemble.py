@@ -27,6 +27,14 @@ turns the recent surprises into nines (``-log10`` of a Gaussian tail).  The
 ensemble's score is the largest nines of its scorers and an observation is
 anomalous when it reaches ``threshold``.  Taking the maximum adds no weight to
 tune; a threshold of 5 nines is the paper's ``1 - 1e-5``.
+
+With ``novelty_tolerance`` set, the range check of
+:class:`~wedmetrics.alerting.spatial.RangeNovelty` (NAB's spatial anomaly)
+runs beside the scorers: a value beyond the range of the previous
+``likelihood_window`` observations by more than that share of the range
+scores :data:`~wedmetrics.alerting.likelihood.MAX_NINES` at once, whatever
+the likelihoods say (a tail too small to represent, as for any raw score far
+outside all history).
 """
 from __future__ import annotations
 
@@ -35,8 +43,9 @@ from typing import TYPE_CHECKING
 
 from .art import ArtNovelty
 from .contextual import ContextNovelty
-from .likelihood import AnomalyLikelihood
+from .likelihood import MAX_NINES, AnomalyLikelihood
 from .scorers import ConformalRank, KnnDistance
+from .spatial import RangeNovelty
 
 if TYPE_CHECKING:
     from .detectors import Decision, DetectorConfig
@@ -55,7 +64,8 @@ class EnsembleDetector:
         ``method="ensemble"``; uses ``scorers``, ``window``, ``min_periods``,
         ``mean_span``, ``season`` (of the robust scorer), ``season_lag``,
         ``knn_dim``, ``knn_k``, ``knn_history``, ``calibration``,
-        ``likelihood_window``, ``averaging``, ``learning`` and ``threshold``.
+        ``likelihood_window``, ``averaging``, ``learning``, ``novelty_tolerance``
+        and ``threshold``.
 
     Examples
     --------
@@ -77,7 +87,8 @@ class EnsembleDetector:
         if config.method != "ensemble":
             raise ValueError(f"EnsembleDetector needs method='ensemble', got {config.method!r}")
         self.config = config
-        robust_cfg = replace(config, method="robust", threshold=1e-12, surprise_window=0)
+        robust_cfg = replace(config, method="robust", threshold=1e-12, surprise_window=0,
+                             novelty_tolerance=None)
         self._raw = []
         for name in config.scorers:
             if name == "robust":
@@ -93,6 +104,8 @@ class EnsembleDetector:
         self._ranks = [ConformalRank(config.calibration) for _ in config.scorers]
         self._likelihoods = [AnomalyLikelihood(config.likelihood_window, config.averaging,
                                                config.learning) for _ in config.scorers]
+        self._novelty = None if config.novelty_tolerance is None else RangeNovelty(
+            config.likelihood_window, config.novelty_tolerance, config.learning)
         self.n_seen = 0
 
     def update(self, value: float) -> "Decision":
@@ -115,4 +128,6 @@ class EnsembleDetector:
             nines = lik.update(rank.update(score))
             if nines > best:
                 best = nines
+        if self._novelty is not None and self._novelty.update(value):
+            best = MAX_NINES
         return Decision(best, bool(best >= self.config.threshold))

@@ -409,6 +409,11 @@ class AnomalyRule(_SeriesRule):
     likelihood_window, averaging, learning : int
         The ``ensemble``'s anomaly likelihood: buckets its Gaussian is fitted
         to, raw scores in its short-term average, buckets before it scores.
+    novelty_tolerance : float, optional
+        ``ensemble`` only: a bucket beyond the range of the previous
+        ``likelihood_window`` buckets by more than this share of that range
+        is anomalous at once (:mod:`wedmetrics.alerting.spatial`; the
+        default rule uses NAB's 0.05).  Unset: no range check.
     feedback : FeedbackPolicy, optional
         Moves ``threshold`` up on false positives.
     """
@@ -429,6 +434,7 @@ class AnomalyRule(_SeriesRule):
     likelihood_window: int = Field(default=8640, ge=2)
     averaging: int = Field(default=10, ge=1)
     learning: int = Field(default=300, ge=0)
+    novelty_tolerance: Optional[float] = Field(default=None, ge=0, allow_inf_nan=False)
     feedback: Optional[FeedbackPolicy] = None
 
     @pydantic.field_validator("stat", mode="before")
@@ -481,7 +487,8 @@ class AnomalyRule(_SeriesRule):
                               scorers=tuple(self.scorers), season_lag=self.day_lag,
                               calibration=self.calibration,
                               likelihood_window=self.likelihood_window,
-                              averaging=self.averaging, learning=self.learning)
+                              averaging=self.averaging, learning=self.learning,
+                              novelty_tolerance=self.novelty_tolerance)
 
 
 class CompositeRule(AlertRule):
