@@ -41,11 +41,14 @@ else:
 
 # %%
 # Rule set A: the frozen default anomaly rule (what the CLI uses without a rules file):
-# robust z-scores, ranked against their own last 4,000, through the anomaly likelihood,
-# alerting at 5 nines (a tail of 1e-5), one notification per onset, 100 steps of cooldown.
+# KNN CAD distances of the last 10 values, ranked against their own last 4,000, through
+# the anomaly likelihood (mean of the last 10 surprises), alerting at 5 nines (a tail of
+# 1e-5), plus NAB's range check (a value 5 % beyond the last 8,640's range alerts at once);
+# one notification per onset, 100 steps of cooldown.
 rules_a = default_anomaly_rules("5m")
 rule = rules_a[0]
-print(rule.detector, rule.scorers, rule.threshold, rule.averaging, rule.calibration)
+print(rule.detector, rule.scorers, rule.threshold, rule.averaging, rule.calibration,
+      rule.novelty_tolerance)
 result_a = backtest(rules_a, data, labels=labels)
 print(result_a)
 print(result_a.metrics_table())

@@ -303,10 +303,10 @@ def test_default_configuration_is_frozen():
     assert cfg.to_dict() == {"method": "ensemble", "window": 300, "min_periods": 30,
                              "threshold": 5.0, "surprise_window": 2000, "gate": "view",
                              "mean_span": 6, "alpha": 0.02, "season": 0, "consecutive": 1,
-                             "cooldown": 100, "scorers": ("robust",), "season_lag": 288,
+                             "cooldown": 100, "scorers": ("knn",), "season_lag": 288,
                              "knn_dim": 10, "knn_k": 3, "knn_history": 300,
-                             "calibration": 4000, "likelihood_window": 8640, "averaging": 1,
-                             "learning": 300, "novelty_tolerance": None}
+                             "calibration": 4000, "likelihood_window": 8640, "averaging": 10,
+                             "learning": 300, "novelty_tolerance": 0.05}
     with pytest.raises(AttributeError):
         cfg.threshold = 3.0  # type: ignore[misc]
 

@@ -312,3 +312,23 @@ def test_numba_ensemble_with_the_range_check_is_bit_identical(values, scorers, a
     flags = spatial.novel_rows(values, 40, tolerance, 10)
     assert (fast.scores[flags] == MAX_NINES).all()
 
+
+def test_the_default_rule_sends_one_pulse_per_onset_on_both_paths():
+    from wedmetrics.alerting.backtest import backtest, default_anomaly_rules
+
+    rng = np.random.default_rng(8)
+    x = np.tile(np.sin(2 * np.pi * np.arange(50) / 50), 40) + 0.05 * rng.normal(size=2000)
+    x[1500:] += 3.0                 # a level jump: out of range for many rows in a row
+    data = {"timestamp": 1.7e9 + 300.0 * np.arange(len(x)), "value": x}
+    rules = default_anomaly_rules("5m")
+    assert rules[0].novelty_tolerance == 0.05
+    fast = backtest(rules, data, path="vectorised")
+    slow = backtest(rules, data, path="streaming")
+    assert fast.path == "vectorised" and slow.path == "streaming"
+    events = [[(e.kind, e.row) for e in res.events] for res in (fast, slow)]
+    assert events[0] == events[1]
+    firing = [row for kind, row in events[0] if kind == "firing"]
+    # the jump notifies at once, then the cooldown (100 rows) holds the rule quiet
+    assert 1500 in firing
+    assert all(b - a > 100 for a, b in zip(firing, firing[1:]))
+    assert [row for kind, row in events[0] if kind == "resolved"] == [r + 1 for r in firing]
