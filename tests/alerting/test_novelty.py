@@ -332,3 +332,19 @@ def test_the_default_rule_sends_one_pulse_per_onset_on_both_paths():
     assert 1500 in firing
     assert all(b - a > 100 for a, b in zip(firing, firing[1:]))
     assert [row for kind, row in events[0] if kind == "resolved"] == [r + 1 for r in firing]
+
+
+def test_the_rule_field_reaches_the_detector_and_is_validated():
+    import pydantic
+
+    from wedmetrics.alerting.rules import AnomalyRule
+
+    rule = AnomalyRule(name="a", metric="m", step=300, detector="ensemble",
+                       novelty_tolerance=0.1)
+    assert rule.detector_config().novelty_tolerance == 0.1
+    assert AnomalyRule(name="a", metric="m", detector="ensemble").novelty_tolerance is None
+    for bad in ({"detector": "ensemble", "novelty_tolerance": -1.0},
+                {"detector": "ensemble", "novelty_tolerance": float("nan")},
+                {"detector": "robust", "novelty_tolerance": 0.05}):
+        with pytest.raises(pydantic.ValidationError, match="novelty_tolerance"):
+            AnomalyRule(name="a", metric="m", **bad)
