@@ -591,6 +591,8 @@ class MetricsEngine:
             out["storage"] = self._flusher.stats()
         if self._restart is not None:
             out["restart"] = self._restart
+            if self._lease is not None and self._lease.get("lost"):
+                self._restart["writer"]["lost"] = self._lease["lost"]
         return out
 
     # -- instrumentation --------------------------------------------------------
