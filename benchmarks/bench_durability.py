@@ -42,10 +42,56 @@ def _killed_then_restarted(path, same_writer: bool, points_per_s=10, seconds=200
     return out
 
 
+_CHILD = """
+import sys
+import wedmetrics as wm
+clock = wm.ManualClock(%r)
+engine = wm.MetricsEngine(clock=clock, storage=wm.SQLiteBackend(sys.argv[1]),
+                          flush_options={"thread": False})
+h = engine.series("orders")
+for i in range(%d):
+    t = %r + i / %d
+    clock.set(t)
+    h.record(1.0, ts=t)
+    if i %% %d == 0:
+        engine._flusher.flush()          # the flusher's 1 s interval
+print("done", flush=True)
+sys.stdin.read()                         # until killed
+"""
+
+
+def _child_killed_then_restarted(path, points_per_s=10, seconds=2000) -> dict:
+    """The default configuration (random writer id, no log) in a real child
+    process killed with SIGKILL; a new engine in this process restarts on the store."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    n = seconds * points_per_s
+    env = dict(os.environ, PYTHONPATH=os.getcwd() + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    child = subprocess.Popen([sys.executable, "-c", _CHILD % (T0, n, T0, points_per_s,
+                                                                 points_per_s), str(path)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+    assert child.stdout.readline() == "done\n"
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=30)        # closes the pipes
+    after = wm.MetricsEngine(clock=wm.ManualClock(T0 + seconds), storage=SQLiteBackend(path),
+                             flush_options={"thread": False})
+    adopted = after.stats()["restart"]["writer"]["adopted"] is not None
+    after.close()
+    store = SQLiteBackend(path)
+    out = {"points": n, "adopted": adopted}
+    for w in WIDTHS:
+        out[f"stored_{w:g}s"] = store.read_merged("orders", w, 0, 2e10).count
+    store.close()
+    return out
+
+
 def test_what_a_kill_loses_by_default(tmp_path):
-    report("kill -9, restart as a new writer",
-           **_killed_then_restarted(tmp_path / "a.db", same_writer=False))
-    report("kill -9, restart as the same writer (resumed)",
+    report("kill -9 of a child (default: random writer id), restart by default",
+           **_child_killed_then_restarted(tmp_path / "a.db"))
+    report("kill -9, restart as the same fixed writer id (resumed)",
            **_killed_then_restarted(tmp_path / "b.db", same_writer=True))
 
 

@@ -21,6 +21,8 @@ __all__ = ["MetricsEngine", "IngestResult", "DEFAULT_RESOLUTIONS", "DEFAULT_RETE
 DEFAULT_RESOLUTIONS = ("1s", "1m", "5m", "1h")
 #: In-memory retention per resolution; storage keeps the long history.
 DEFAULT_RETENTION = {"1s": "10m", "1m": "6h", "5m": "1d", "1h": "7d"}
+#: Seconds between heartbeats of an engine's writer lease.
+_LEASE_RENEWAL = 10.0
 
 IngestResult = namedtuple(
     "IngestResult", "accepted late invalid_value invalid_timestamp unknown_series "
@@ -109,6 +111,12 @@ class MetricsEngine:
                              "holds points until the store has them")
         if durability != "wal" and (wal_dir is not None or wal_options):
             raise ValueError("wal_dir and wal_options need durability='wal'")
+        if durability == "wal" and (flush_options or {}).get("overflow", "block") != "block":
+            # a row dropped from a full buffer is neither stored nor kept in the
+            # log: under the log nothing may be dropped (docs/storage.md)
+            raise ValueError("durability='wal' needs flush_options overflow='block' (got "
+                             f"{flush_options['overflow']!r}): the log may forget only what "
+                             "the store holds")
         self.clock = clock if clock is not None else WallClock()
         if not isinstance(self.clock, Clock) and not callable(getattr(self.clock, "now", None)):
             raise TypeError(f"clock must have a now() method, got {clock!r}")
@@ -147,6 +155,9 @@ class MetricsEngine:
         self._drained_until = -math.inf    # horizon of the last drain, by any feed
         self._next_wal_sync = 0.0
         self._restart = None
+        self._lease = None                 # this engine's writer lease (a report)
+        self._next_renewal = 0.0
+        self._stored_through = -math.inf   # every own bucket ending by then is stored
         if storage is not None:
             self._core.outbox_enabled = True
             self._primary_feed = self._feeds.subscribe(after_take=self._note_flusher_pull)
@@ -157,29 +168,39 @@ class MetricsEngine:
         # "now" is the later of the clock and the newest point from the start:
         # a first point older than the clock's now minus the lateness is late
         self._core.advance(self.clock.now())
+        # every point of this life is at or after it (a replayed one is not
+        # stored before the flusher's first catch-up, which moves the split)
+        self._started_at = self._core.watermark - self.lateness \
+            if self._core.watermark > -math.inf else -math.inf
         if storage is not None:
             from .storage.flusher import Flusher
 
+            options = dict(flush_options or {})
+            if durability == "wal":
+                options["overflow"] = "block"
             self._flusher = Flusher(self.drain_closed, storage, interval=flush_interval,
                                     on_caught_up=self._stored_up_to_last_pull,
-                                    **(flush_options or {}))
+                                    on_tick=self._renew_lease, **options)
 
     def _start_from_storage(self, wal_dir, wal_options) -> dict:
-        from .storage.resume import adopt_stored_series, resume_open_buckets
+        from .storage.resume import claim_writer, resume_open_buckets
 
         wal = None
         if wal_dir is not None:
             from .wal.log import WriteAheadLog
 
             wal = WriteAheadLog(wal_dir, **(wal_options or {}))
-            if wal.writer_id is None:
-                wal.claim(self.storage.writer_id)
-            else:       # the log's points are this writer's: resume them as its own
-                self.storage.writer_id = wal.writer_id
-        report = {"series": adopt_stored_series(self)}
+        # which writer this engine is: the log's (its points are that writer's),
+        # a crashed writer's whose lease it adopts, or its backend's own
+        self._lease = claim_writer(self.storage, keep_id=wal.writer_id if wal else None)
+        if wal is not None and wal.writer_id is None:
+            wal.claim(self.storage.writer_id)
+        report = {"writer": {k: v for k, v in self._lease.items() if k != "token"}}
         logged = list(wal.recorded()) if wal is not None else []
         oldest = min((float(r["ts"].min()) for _, r in logged), default=None)
-        report["resumed"] = resumed = resume_open_buckets(self, since=oldest)
+        report["resumed"] = resumed = resume_open_buckets(
+            self, since=oldest, renew_id=wal is None and not self._lease["adopted"]
+            and not getattr(self.storage, "fixed_writer", True))
         covered = resumed.pop("covered")
         if wal is not None:
             from .wal.replay import replay
@@ -193,9 +214,27 @@ class MetricsEngine:
             self._wal = wal
         return report
 
+    def _renew_lease(self) -> None:
+        """Heartbeat of this engine's writer lease (from the flusher's thread)."""
+        lease = self._lease
+        if lease is None or lease["token"] is None:
+            return
+        now = time.monotonic()
+        if now < self._next_renewal:
+            return
+        self._next_renewal = now + _LEASE_RENEWAL
+        if not self.storage.renew_lease(self.storage.writer_id, lease["token"], time.time()):
+            lease["lost"] = lease.get("lost", 0) + 1
+            import logging
+
+            logging.getLogger("wedmetrics.storage").error(
+                "wedmetrics: another engine took the lease of writer %d: this engine was "
+                "taken for dead (no heartbeat for the lease timeout)", self.storage.writer_id)
+
     def _stored_up_to_last_pull(self) -> None:
         # the flusher has stored every row it pulled: so every 1 s bucket that
         # had closed by then is in the store, and the log may forget it
+        self._stored_through = self._pulled_until
         if self._wal is not None:
             self._wal.truncate(self._pulled_until, self.resolutions[0][1])
 
@@ -400,21 +439,61 @@ class MetricsEngine:
         """Close every bucket that is due at ``now`` (default: the engine's now)."""
         self._core.advance(self.now() if now is None else float(now))
 
-    def query(self, target, last="1m", labels: dict | None = None, *, end=None) -> WindowStats:
+    def query(self, target, last="1m", labels: dict | None = None, *, end=None,
+              scope: str | None = None) -> WindowStats:
         """Statistics of ``target`` over the last ``last`` seconds.
 
         ``target`` is a handle, a series id, or a metric name (merged over
         every label set, or those matching ``labels``).
+
+        ``scope`` (engines with storage): ``"local"`` answers from this
+        process' memory only (fast: what alert rules read); ``"fleet"``
+        merges what the store holds from every writer (other processes and
+        hosts, earlier runs) with this engine's live points, counting none
+        twice (docs/architecture.md, "Local and fleet reads").  The default
+        is ``"local"`` for a target this engine records, and ``"fleet"`` for
+        a metric name only the store knows (never a silent 0).
         """
         self._tick()
+        if self._fleet_scope(target, scope, labels):
+            from .storage.history import fleet_window
+
+            return fleet_window(self, target, last, labels, end)
         return self.aggregation.window(target, last, labels, end=end)
 
     def buckets(self, target, resolution="1m", start=None, end=None,
-                labels: dict | None = None) -> Columns:
+                labels: dict | None = None, *, scope: str | None = None) -> Columns:
         """Columns of the buckets of ``resolution`` that overlap ``[start, end)``
-        (the first may begin before ``start``)."""
+        (the first may begin before ``start``).  ``scope`` as in :meth:`query`:
+        ``"fleet"`` is :meth:`history` (stored rows of every writer merged with
+        this engine's buckets in memory)."""
         self._tick()
+        if self._fleet_scope(target, scope, labels):
+            from .storage.history import history_columns
+
+            if self._flusher is not None:
+                self._flusher.flush()
+            return history_columns(self, target, resolution, start, end, None, labels=labels)
         return self.aggregation.buckets(target, resolution, start, end, labels)
+
+    def _fleet_scope(self, target, scope, labels) -> bool:
+        if scope not in (None, "local", "fleet"):
+            raise ValueError(f"scope must be 'local' or 'fleet', got {scope!r}")
+        if self.storage is None:
+            if scope == "fleet":
+                raise ValueError("scope='fleet' needs an engine with storage")
+            return False
+        if scope is not None:
+            return scope == "fleet"
+        # a name this engine has no series of, which the store may hold
+        return isinstance(target, str) and not self._registry.by_name(target)
+
+    def _fleet_split(self) -> float:
+        """The time before which the store holds every point of this writer that
+        memory may not (a fleet read takes the store's rows before it, memory's
+        after): the flusher's stored-through horizon, at least this engine's
+        start (earlier runs of the same writer are only in the store)."""
+        return max(self._stored_through, self._started_at)
 
     def _tick(self) -> None:
         # not only when the clock passed the watermark: a point may have moved
@@ -429,17 +508,7 @@ class MetricsEngine:
         """
         if self.storage is None:
             return self.buckets(target, resolution, start, end)
-        try:
-            memory = self.buckets(target, resolution, start, end)
-        except UnknownSeriesError:
-            if not isinstance(target, str):
-                raise
-            memory = None
-        from .storage.history import history_columns
-
-        if self._flusher is not None:
-            self._flusher.flush()
-        return history_columns(self, target, resolution, start, end, memory)
+        return self.buckets(target, resolution, start, end, scope="fleet")
 
     # -- draining and stats ---------------------------------------------------
     def drain_closed(self) -> BucketBatch:
@@ -465,6 +534,12 @@ class MetricsEngine:
         self._tick()
         if self._wal is not None:
             self._wal_housekeeping()
+        else:
+            watermark = self._core.watermark
+            if watermark > -math.inf:
+                # every series swept at this horizon: each 1 s bucket ending
+                # by it is in this drain (or an earlier one)
+                self._drained_until = watermark - self.lateness
         sid, level, idx, count, total, lo, hi, blobs = self._core.drain()
         widths = np.array([w for _, w in self.resolutions], dtype=np.float64)
         width = widths[level] if len(level) else np.empty(0, dtype=np.float64)
@@ -516,6 +591,8 @@ class MetricsEngine:
             out["storage"] = self._flusher.stats()
         if self._restart is not None:
             out["restart"] = self._restart
+            if self._lease is not None and self._lease.get("lost"):
+                self._restart["writer"]["lost"] = self._lease["lost"]
         return out
 
     # -- instrumentation --------------------------------------------------------
@@ -545,15 +622,28 @@ class MetricsEngine:
                 return
             self._closed = True
             self._core.close()   # later points are refused, by the invalid policy
-        # everything recorded so far is final: move the horizon past it
+        # everything recorded so far is final: move the horizon past it.  The
+        # buckets that closes before their end are stored as partial: this
+        # writer's next engine resumes them and stores them again, fuller
         widest = self.resolutions[-1][1]
+        natural = self.now() - self.lateness
+        if self._flusher is not None:
+            # a bucket that closed by itself ended by this horizon: never partial
+            self._flusher.partial_after = natural
         self._core.advance(self.now() + self.lateness + widest)
         if self._flusher is not None:
             left = self._flusher.close(timeout=timeout)
+            everything = not left["buffered"] and not left["dropped"]["close_timeout"]
             if self._wal is not None:
                 # a clean stop empties the log; rows left unwritten keep it for the next start
-                self._wal.close(everything_stored=not left["buffered"]
-                                and not left["dropped"]["close_timeout"])
+                self._wal.close(everything_stored=everything)
+            if everything and self._lease is not None and self._lease["token"] is not None:
+                # a lease left live (rows unwritten) is adopted by the next engine
+                try:
+                    self.storage.renew_lease(self.storage.writer_id, self._lease["token"],
+                                             time.time(), state="closed")
+                except Exception:   # the store went away at the last moment: the lease stays live
+                    pass
         if self.storage is not None:
             self.storage.close()
 

@@ -531,3 +531,51 @@ def test_a_huge_answer_is_read_only_up_to_the_documented_cap(streaming_server, c
     # buffers took a little more, nowhere near the whole body
     assert RESPONSE_BODY_LIMIT == 4096
     assert streaming_server.sent < 10 * 2 ** 20
+
+
+def _stuck_listener(family, host, port=0):
+    """A real listening socket whose accept queue is full: the kernel drops
+    further SYNs, so a connect to it hangs (retransmitting) until cut."""
+    server = socket.socket(family)
+    if family == socket.AF_INET6:
+        server.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    server.bind((host, port))
+    server.listen(0)
+    port = server.getsockname()[1]
+    fillers = []
+    for _ in range(8):          # the queue holds backlog + 1 on Linux
+        c = socket.socket(family)
+        c.setblocking(False)
+        c.connect_ex((host, port))
+        fillers.append(c)
+    return server, fillers
+
+
+@pytest.mark.parametrize("channel", sorted(HTTP_CHANNELS))
+def test_a_name_with_several_stuck_addresses_is_bounded_by_the_timeout(channel):
+    # "localhost" is looked up (under the deadline) to ::1 and 127.0.0.1, both
+    # stuck: trying them in turn, each with the whole timeout, took twice it
+    import time
+
+    if {a[4][0] for a in socket.getaddrinfo("localhost", 80, 0, socket.SOCK_STREAM)} \
+            != {"::1", "127.0.0.1"}:
+        pytest.skip("localhost does not name both ::1 and 127.0.0.1 here")
+    v4, fill4 = _stuck_listener(socket.AF_INET, "127.0.0.1")
+    port = v4.getsockname()[1]
+    try:
+        v6, fill6 = _stuck_listener(socket.AF_INET6, "::1", port)
+    except OSError:
+        v4.close()
+        pytest.skip("no IPv6 loopback")
+    try:
+        time.sleep(0.1)
+        n = HTTP_CHANNELS[channel](f"http://localhost:{port}/hook", 0.5)
+        began = time.monotonic()
+        with pytest.raises(DeliveryError) as info:
+            n.send(alert())
+        took = time.monotonic() - began
+        assert info.value.transient
+        assert took < 0.5 + 0.25, f"one attempt took {took:.2f}s with timeout=0.5"
+    finally:
+        for c in fill4 + fill6 + [v4, v6]:
+            c.close()

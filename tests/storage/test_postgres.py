@@ -113,7 +113,7 @@ def test_layout_is_detected_and_recorded(pg_schema, layout):
     with connect() as conn:
         rows = conn.execute(f'SELECT version, layout FROM "{pg_schema}".wm_schema '
                             "ORDER BY version").fetchall()
-        assert rows == [(1, layout), (2, layout), (3, layout)]
+        assert rows == [(1, layout), (2, layout), (3, layout), (4, layout)]
         kind = conn.execute("SELECT c.relkind FROM pg_class c JOIN pg_namespace n "
                             "ON n.oid = c.relnamespace WHERE n.nspname = %s "
                             "AND c.relname = 'wm_buckets'", (pg_schema,)).fetchone()[0]
@@ -352,11 +352,14 @@ def version_2_schema(schema, layout, org="org-a"):
         def _migrate_v3(self, conn, layout):
             pass
 
+        def _migrate_v4(self, conn):
+            pass
+
     old = Version2(PG_DSN, org, schema=schema, layout=layout)
-    sid = old._run(lambda c: old._series_ids(c, [KEY]))[KEY]
+    sid = old._run(lambda c: old._insert_series(c, [KEY]))[KEY]
     old.close()
     with connect() as conn:
-        conn.execute(f'DELETE FROM "{schema}".wm_schema WHERE version = 3')
+        conn.execute(f'DELETE FROM "{schema}".wm_schema WHERE version >= 3')
     return sid
 
 
@@ -395,7 +398,7 @@ def test_version_2_schema_is_migrated(pg_schema, layout):
     with connect() as conn:
         versions = conn.execute(f'SELECT version FROM "{pg_schema}".wm_schema ORDER BY 1'
                                 ).fetchall()
-        assert versions == [(1,), (2,), (3,)]
+        assert versions == [(1,), (2,), (3,), (4,)]
         assert conn.execute(f'SELECT DISTINCT writer_id FROM "{pg_schema}".wm_buckets'
                             ).fetchall() == [(0,)]
         key_cols = conn.execute(

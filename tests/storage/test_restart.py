@@ -26,7 +26,7 @@ def reopen(request, tmp_path):
     return make
 
 
-def test_a_new_engine_knows_the_stored_series_by_name(reopen):
+def test_a_new_engine_reads_the_stored_series_by_name(reopen):
     clock = wm.ManualClock(T0)
     first = _engine(reopen(), clock)
     orders = first.counter("orders", {"shop": "a"})
@@ -36,54 +36,57 @@ def test_a_new_engine_knows_the_stored_series_by_name(reopen):
         latency.record(0.1 + i / 1000, ts=T0 + i)
     first.close()
 
-    second = _engine(reopen(), wm.ManualClock(T0 + 3 * 3600))
-    # no record first: every read works by name
-    assert sorted(second.names()) == ["latency", "orders"]
-    (h,) = second.series_list("orders")
-    assert h.kind == "counter" and h.labels == {"shop": "a"}
+    second = _engine(reopen(), wm.ManualClock(T0 + 600))
+    # the stored series are no live series of this engine: not counted, not exported
+    assert second.names() == [] and second.series_count() == 0
+    # but every read by name answers from the store
     hist = second.history("orders", "1m", T0, T0 + 600)
     assert int(hist.count.sum()) == 600 and float(hist.sum.sum()) == 600.0
     assert int(second.history("latency", "1h", T0, T0 + 3600).count.sum()) == 600
-    assert second.query("orders", last="1m").count == 0        # nothing recent in memory
-    assert len(second.buckets("orders", "1m", T0, T0 + 600)) == 0
-    assert second.stats()["restart"]["series"] == {"series": 2, "skipped": 0, "error": None}
-    # recording again uses the adopted series, with its kind
-    assert second.counter("orders", {"shop": "a"}) is h
-    with pytest.raises(ValueError, match="counter"):
-        second.series("orders", {"shop": "a"})
-    second.record("orders", 2.0, labels={"shop": "a"})
-    assert second.series_count() == 2
+    # the last minute of the first run, which the store holds: never a silent 0
+    w = second.query("orders", last="1m", end=T0 + 599)
+    assert (w.count, w.sum) == (60, 60.0)
+    assert second.query("latency", last="10m", end=T0 + 599).count == 600
+    assert int(second.buckets("orders", "1m", T0, T0 + 600).count.sum()) == 600
+    with pytest.raises(wm.UnknownSeriesError):
+        second.query("nothing")
+    # recording again makes a live series, and a fleet read counts both runs once
+    h = second.counter("orders", {"shop": "a"})
+    h.inc(2.0, ts=T0 + 600)
+    assert second.query("orders", last="1m", end=T0 + 600).count == 1        # local
+    fleet = second.query("orders", last="1m", end=T0 + 600, scope="fleet")
+    assert (fleet.count, fleet.sum) == (60, 61.0)
     second.close()
 
 
-def test_adopted_ids_never_collide_with_live_series(reopen):
-    clock = wm.ManualClock(T0)
-    first = _engine(reopen(), clock)
-    for name in ("a", "b", "c"):
-        first.series(name).record(1.0, ts=T0)
-    first.close()
-    second = _engine(reopen(), wm.ManualClock(T0 + 7200))
-    fresh = second.series("d")
-    ids = [h.id for h in second.series_list()]
-    assert len(set(ids)) == 4 and fresh.id not in {h.id for h in second.series_list("a")}
-    fresh.record(5.0, ts=T0 + 7200)
-    assert second.query(fresh, last="1m", end=T0 + 7201).count == 1
-    assert second.query("a", last="1m", end=T0 + 7201).count == 0
-    second.close()
-
-
-def test_stored_series_beyond_the_cardinality_cap_are_reported_not_fatal(reopen):
+def test_stored_series_do_not_count_against_the_cap(reopen):
     first = _engine(reopen(), wm.ManualClock(T0))
-    for i in range(5):
-        first.series("hits", {"n": str(i)}).record(1.0, ts=T0)
+    for i in range(3):
+        first.series("hits", {"host": f"old-{i}"}).record(1.0, ts=T0)
     first.close()
     second = _engine(reopen(), wm.ManualClock(T0 + 7200), max_series_per_name=3)
-    assert len(second.series_list("hits")) == 3
-    assert second.stats()["restart"]["series"]["skipped"] == 2
-    assert second.stats()["dropped"]["cardinality"] == 0
+    second.series("hits", {"host": "new"}).record(1.0, ts=T0 + 7200)       # no CardinalityError
+    assert second.series_count() == 1 and second.stats()["dropped"]["cardinality"] == 0
     # the history by name still covers every stored label set
-    assert int(second.history("hits", "1h", T0, T0 + 3600).count.sum()) == 5
+    assert int(second.history("hits", "1h", T0, T0 + 3600).count.sum()) == 3
     second.close()
+
+
+def test_a_restart_reads_only_its_own_series_in_one_query_per_resolution(reopen):
+    other = _engine(reopen(writer_id=8), wm.ManualClock(T0))
+    for i in range(50):
+        other.series("theirs", {"n": str(i)}).record(1.0, ts=T0)
+    other.close()
+    mine = _engine(reopen(writer_id=7), wm.ManualClock(T0))
+    for i in range(5):
+        mine.series("mine", {"n": str(i)}).record(1.0, ts=T0 + 10)
+    mine.close()
+    again = _engine(reopen(writer_id=7), wm.ManualClock(T0 + 20))
+    resumed = again.stats()["restart"]["resumed"]
+    # the series list, then one query per resolution: never one per series
+    assert resumed["queries"] == 1 + 4
+    assert resumed["series"] == 5 and sorted(again.names()) == ["mine"]
+    again.close()
 
 
 def _killed_run(store, points_per_s=5, seconds=1200, flush_every=1.0):

@@ -19,12 +19,12 @@ KEY = SeriesKey.of("api.latency", {"route": "/photos"})
 
 def test_wal_mode_and_schema_version(tmp_path):
     b = SQLiteBackend(tmp_path / "m.db")
-    assert b.schema_version() == SCHEMA_VERSION == 3
+    assert b.schema_version() == SCHEMA_VERSION == 4
     b.close()
     db = sqlite3.connect(tmp_path / "m.db")
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     assert [r[0] for r in db.execute("SELECT version FROM wm_schema ORDER BY version")
-            ] == [1, 2, 3]
+            ] == [1, 2, 3, 4]
 
 
 def test_version_1_file_is_migrated_with_its_data(tmp_path):
@@ -34,7 +34,7 @@ def test_version_1_file_is_migrated_with_its_data(tmp_path):
     db.execute("INSERT INTO wm_rule_state VALUES ('org-a', 'r', '{\"n\": 1}', 5.0)")
     db.close()
     b = SQLiteBackend(path, org_id="org-a")
-    assert b.schema_version() == 3
+    assert b.schema_version() == 4
     assert b.read_rule_state("r").state == {"n": 1}
     names = {r[0] for r in b._db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     assert "wm_alert_events_ts" in names
@@ -93,7 +93,7 @@ def test_version_2_file_is_migrated_rows_become_writer_0(tmp_path):
                event.to_row())
     db.close()
     b = SQLiteBackend(path, org_id="org-a", writer_id=5)
-    assert b.schema_version() == 3
+    assert b.schema_version() == 4
     assert b._db.execute("SELECT DISTINCT writer_id FROM wm_buckets").fetchall() == [(0,)]
     # the series row's digest was made up above: point the backend at id 1
     b._ids[KEY] = 1

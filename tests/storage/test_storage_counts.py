@@ -1,4 +1,4 @@
-"""Storage counts live in one place, ``stats()["storage"]``, and are true (issue #11, item 13)."""
+"""Storage counts live in one place, ``stats()["storage"]``, and are true ."""
 from __future__ import annotations
 
 import wedmetrics as wm
@@ -12,17 +12,23 @@ KEY = wm.SeriesKey.of("api.latency", {"route": "/photos"})
 
 class AckLost(wm.SQLiteBackend):
     """A real SQLite backend whose connection fails after a commit (the
-    acknowledgement is lost), or before any write while it is ``down``."""
+    acknowledgement is lost), or before any write while it is ``down``.
+
+    A subclass on purpose: losing the answer *after* the COMMIT reached the
+    database, and not before, is a window of microseconds on a real
+    connection (a ``pg_terminate_backend`` lands before or after the COMMIT
+    by chance).  Only here is the order certain; the store itself is real.
+    """
 
     def __init__(self, *a, **kw):
         super().__init__(*a, **kw)
         self.lose_next_ack = False
         self.down = False
 
-    def write_buckets(self, batch):
+    def write_buckets(self, batch, **kw):
         if self.down:
             raise ConnectionError("server unreachable")
-        new = super().write_buckets(batch)
+        new = super().write_buckets(batch, **kw)
         if self.lose_next_ack:
             self.lose_next_ack = False
             raise ConnectionError("connection lost after COMMIT")

@@ -20,6 +20,9 @@ import time
 import pytest
 
 KILLS = 20
+#: extra kills during start-up (opening the log, resuming, replaying), before
+#: the child acknowledges anything
+STARTUP_KILLS = 6
 BATCH = 50
 
 CHILD = textwrap.dedent("""
@@ -87,9 +90,21 @@ def _check_held(line: str, acked: int) -> int:
 def test_kill_9_at_random_moments_loses_no_acknowledged_point(tmp_path):
     rng = random.Random(20261202)
     acked = 0
-    figures = {"kills": 0, "acknowledged": 0, "recovered": 0}
-    for _ in range(KILLS):
+    figures = {"kills": 0, "startup_kills": 0, "acknowledged": 0, "recovered": 0}
+    for k in range(KILLS + STARTUP_KILLS):
         child = _spawn(tmp_path, "record")
+        if k % 4 == 3 and figures["startup_kills"] < STARTUP_KILLS:
+            # killed while it starts: the log it replays must survive a second replay
+            time.sleep(rng.uniform(0.05, 0.6))
+            child.send_signal(signal.SIGKILL)
+            out, _err = child.communicate(timeout=30)
+            figures["startup_kills"] += 1
+            held = [x for x in out.split("\n")[:-1] if x.startswith("held")]
+            if held:
+                _check_held(held[0], acked)
+            acks = [int(x.split()[1]) for x in out.split("\n")[:-1] if x.startswith("ack ")]
+            acked = max([acked, *acks])
+            continue
         try:
             figures["recovered"] = _check_held(child.stdout.readline(), acked)
             # kill it at a random moment once it is recording
@@ -119,3 +134,4 @@ def test_kill_9_at_random_moments_loses_no_acknowledged_point(tmp_path):
     figures["recovered"] = recovered
     print(f"\nwal kill test: {figures}")
     assert figures["kills"] == KILLS and recovered >= acked > KILLS * BATCH
+    assert figures["startup_kills"] == STARTUP_KILLS

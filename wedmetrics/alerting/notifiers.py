@@ -42,6 +42,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -502,6 +503,7 @@ class _Deadline:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
+        self._end = time.monotonic() + seconds
         self.expired = False
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
@@ -530,6 +532,56 @@ class _Deadline:
                 raise TimeoutError(f"deadline of {self.seconds:g}s passed")
             self._sockets.append(sock.dup())
 
+    def remaining(self) -> float:
+        return max(0.0, self._end - time.monotonic())
+
+    def resolve(self, host: str, port: int) -> list:
+        """``getaddrinfo`` within the deadline: a lookup cannot be interrupted, so
+        it runs in a helper thread that the attempt stops waiting for."""
+        box: dict = {}
+
+        def run() -> None:
+            try:
+                box["infos"] = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)
+            except OSError as e:
+                box["error"] = e
+
+        t = threading.Thread(target=run, name="wedmetrics-http-resolve", daemon=True)
+        t.start()
+        t.join(self.remaining())
+        if t.is_alive():
+            raise TimeoutError(f"name lookup of {host!r} outlasted the {self.seconds:g}s deadline")
+        if "error" in box:
+            raise box["error"]
+        return box["infos"]
+
+    def connect(self, address: tuple, timeout: Any = None,
+                source_address: Any = None) -> socket.socket:
+        """``socket.create_connection`` under the deadline: the lookup, and each
+        address tried in turn, get only the time left of the attempt."""
+        host, port = address
+        error: OSError | None = None
+        for family, kind, proto, _, addr in self.resolve(host, port):
+            left = self.remaining()
+            if left <= 0:
+                break
+            sock = socket.socket(family, kind, proto)
+            try:
+                self.watch(sock)
+                limit = left if not isinstance(timeout, (int, float)) else min(left, timeout)
+                sock.settimeout(limit)
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(addr)
+                return sock
+            except OSError as e:
+                error = e
+                sock.close()
+        if self.remaining() <= 0:
+            raise TimeoutError(f"connecting to {host}:{port} outlasted the "
+                               f"{self.seconds:g}s deadline")
+        raise error if error is not None else OSError(f"no address for {host!r}")
+
     def _expire(self) -> None:
         with self._lock:
             self.expired = True
@@ -546,14 +598,8 @@ def _deadline_connection(base: type, deadline: _Deadline) -> type:
     class Connection(base):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            create = self._create_connection
-
-            def create_watched(*a: Any, **kw: Any) -> socket.socket:
-                sock = create(*a, **kw)
-                deadline.watch(sock)
-                return sock
-
-            self._create_connection = create_watched
+            # the name lookup and every address tried count against the deadline
+            self._create_connection = deadline.connect
 
     return Connection
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from typing import Iterable, Protocol, runtime_checkable
 
@@ -25,7 +27,8 @@ __all__ = ["StorageBackend", "AlertEvent", "RuleState", "InvalidKeyError", "Perm
            "check_org_id", "ORG_ID_MAX_BYTES", "check_key",
            "check_text", "key_problem", "key_digest", "labels_text", "labels_from_text",
            "parse_retention", "merge_rows", "state_json", "new_writer_id", "check_writer_id",
-           "merge_writer_rows", "WRITER_ID_MAX", "backend_series_ids"]
+           "merge_writer_rows", "WRITER_ID_MAX", "backend_series_ids", "Lease", "this_process",
+           "lease_is_dead", "partial_flags", "LEASE_TIMEOUT"]
 
 
 class InvalidKeyError(ValueError):
@@ -323,6 +326,83 @@ def check_writer_id(writer_id) -> int:
             or not 0 <= int(writer_id) <= WRITER_ID_MAX:
         raise ValueError(f"writer_id must be an int in [0, 2**63 - 1], got {writer_id!r}")
     return int(writer_id)
+
+
+# -- writer leases ----------------------------------------------------------------
+#: Seconds without a heartbeat after which a writer on another host is taken
+#: for dead (on the same host its process id is checked instead).
+LEASE_TIMEOUT = 300.0
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One writer's row in ``wm_writers``: who holds a writer id, and whether it is alive.
+
+    ``token`` names the holding process on its host (boot id and the
+    process' start time), so that a reused pid is not taken for the writer;
+    ``state`` is ``"live"`` while the engine runs and ``"closed"`` after a
+    clean :meth:`MetricsEngine.close` that stored everything.  A ``live``
+    lease whose process is gone is the lease of a crashed writer: the next
+    engine that starts on the store adopts it and resumes its open buckets.
+    """
+
+    writer_id: int
+    host: str
+    pid: int
+    token: str
+    started: float
+    heartbeat: float
+    state: str
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The start time of process ``pid`` (clock ticks since boot), ``None`` if it is gone."""
+    try:
+        with open(f"/proc/{int(pid)}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    # the command name may hold spaces and parentheses: fields follow the last ')'
+    fields = data[data.rfind(b")") + 2:].split()
+    return fields[19].decode("ascii") if len(fields) > 19 else "?"
+
+
+def this_process() -> tuple[str, int, str]:
+    """``(host, pid, token)`` of the calling process, as stored in its lease."""
+    pid = os.getpid()
+    return socket.gethostname(), pid, f"{_boot_id()}/{_start_ticks(pid) or '?'}"
+
+
+def lease_is_dead(lease: Lease, now: float, timeout: float = LEASE_TIMEOUT) -> bool:
+    """Whether ``lease`` belongs to a writer that crashed.
+
+    On this host: its process is gone (or the machine rebooted since).
+    Elsewhere: no heartbeat for ``timeout`` seconds.  A lease closed
+    cleanly is not dead: its writer stored everything it accepted.
+    """
+    if lease.state != "live":
+        return False
+    host, _pid, _token = this_process()
+    if lease.host == host and "/" in lease.token:
+        boot, _, ticks = lease.token.partition("/")
+        if boot != _boot_id():
+            return True
+        return _start_ticks(lease.pid) != ticks
+    return now - lease.heartbeat > timeout
+
+
+def partial_flags(start: np.ndarray, width: np.ndarray, partial_after: float) -> np.ndarray:
+    """Which rows are partial: buckets ending after ``partial_after``, the
+    natural horizon of an engine that closed them early (``close()``)."""
+    return (np.asarray(start) + np.asarray(width)) > partial_after
 
 
 # -- retention -----------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -58,6 +59,9 @@ class Flusher:
         Called (under the write lock) each time the buffer has been written
         out: every row pulled so far is stored.  The engine's write-ahead log
         forgets what is stored here.
+    on_tick : callable, optional
+        Called after each pull and write (the engine renews its writer
+        lease here); an exception is logged and counted, never fatal.
 
     Notes
     -----
@@ -75,7 +79,8 @@ class Flusher:
     def __init__(self, source: Callable[[], BucketBatch], backend, interval: float = 1.0,
                  buffer_rows: int = 1_000_000, overflow: str = "drop_oldest",
                  batch_rows: int = 100_000, backoff: float = 0.5, max_backoff: float = 30.0,
-                 thread: bool = True, on_caught_up: Callable[[], None] | None = None) -> None:
+                 thread: bool = True, on_caught_up: Callable[[], None] | None = None,
+                 on_tick: Callable[[], None] | None = None) -> None:
         if overflow not in OVERFLOW_POLICIES:
             raise ValueError(f"overflow must be one of {OVERFLOW_POLICIES}, got {overflow!r}")
         for name, v in (("interval", interval), ("backoff", backoff),
@@ -87,6 +92,10 @@ class Flusher:
                              f"{buffer_rows!r}, {batch_rows!r}")
         self.source = source
         self.on_caught_up = on_caught_up
+        self.on_tick = on_tick
+        #: rows ending after this are written as partial (the engine's
+        #: ``close()`` sets it to its natural horizon before closing early)
+        self.partial_after = math.inf
         self.backend = backend
         self.interval = float(interval)
         self.buffer_rows = int(buffer_rows)
@@ -210,7 +219,10 @@ class Flusher:
                                 self.on_caught_up()
                     return True
                 try:
-                    new = self.backend.write_buckets(chunk)
+                    if self.partial_after < math.inf:
+                        new = self.backend.write_buckets(chunk, partial_after=self.partial_after)
+                    else:
+                        new = self.backend.write_buckets(chunk)
                 except ValueError as exc:
                     # a batch the backend refuses (an unstorable key the shared
                     # check let through, inconsistent columns) would fail the
@@ -264,6 +276,16 @@ class Flusher:
             self._pull()
             if time.monotonic() >= self._next_attempt:
                 self._write_all()
+            self._tick()
+
+    def _tick(self) -> None:
+        if self.on_tick is not None:
+            try:
+                self.on_tick()
+            except Exception as exc:   # a heartbeat that fails is retried next tick
+                with self._lock:
+                    self._stats["last_error"] = f"tick: {exc!r}"
+                log.warning("wedmetrics flusher: %r", exc)
 
     # -- public -------------------------------------------------------------------
     def flush(self) -> bool:
@@ -273,7 +295,9 @@ class Flusher:
         write the rows stay buffered and ``stats()["last_error"]`` says why.
         """
         self._pull()
-        return self._write_all()
+        done = self._write_all()
+        self._tick()
+        return done
 
     def close(self, timeout: float = 30.0) -> dict:
         """Stop the thread and write everything left, retrying until ``timeout``.

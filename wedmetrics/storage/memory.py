@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from typing import Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, RuleState, batch_from_rows, check_batch, check_org_id, check_writer_id,
-                   labels_match, merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, Lease, RuleState, batch_from_rows, check_batch, check_org_id,
+                   check_writer_id, labels_match, merge_rows, parse_retention, state_json)
 
 from .base import silence_json
 
@@ -40,6 +41,7 @@ class MemoryBackend:
     def __init__(self, org_id: str = "default", retention: dict | None = None,
                  store: dict | None = None, writer_id: int | None = None) -> None:
         self.org_id = check_org_id(org_id)
+        self.fixed_writer = writer_id is not None
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._store = store if store is not None else self.shared_store()
@@ -50,10 +52,10 @@ class MemoryBackend:
     def shared_store() -> dict:
         """A fresh store for several orgs' backends to share."""
         return {"lock": threading.RLock(), "series": {}, "buckets": {}, "events": {},
-                "rules": {}, "silences": {}}
+                "rules": {}, "silences": {}, "writer_series": {}, "leases": {}}
 
     def _org(self, table: str) -> dict:
-        return self._store[table].setdefault(self.org_id, {})
+        return self._store.setdefault(table, {}).setdefault(self.org_id, {})
 
     # -- buckets ------------------------------------------------------------
     def _series_id(self, key: SeriesKey) -> int:
@@ -63,23 +65,79 @@ class MemoryBackend:
             sid = series[key] = len(series) + 1
         return sid
 
-    def write_buckets(self, batch: BucketBatch) -> int:
+    def write_buckets(self, batch: BucketBatch, *, partial_after: float = math.inf) -> int:
         check_batch(batch)
         written = 0
         with self._lock:
             buckets = self._org("buckets")
             ids = {local: self._series_id(key) for local, key in batch.keys.items()}
+            writer = self.writer_id
+            self._org("writer_series").setdefault(writer, set()).update(ids.values())
             cols = zip(batch.series.tolist(), batch.width.tolist(), batch.start.tolist(),
                        batch.count.tolist(), batch.sum.tolist(), batch.min.tolist(),
                        batch.max.tolist(), batch.sketch)
-            writer = self.writer_id
             for local, width, start, count, total, lo, hi, blob in cols:
-                # (series, width) -> start -> writer -> row
+                # (series, width) -> start -> writer -> row (+ partial flag)
                 writers = buckets.setdefault((ids[local], width), {}).setdefault(start, {})
-                if writer not in writers:
-                    writers[writer] = (start, count, total, lo, hi, bytes(blob))
+                old = writers.get(writer)
+                # a partial row (stored at close() before its end) gives way to
+                # the same writer's fuller row of the bucket
+                if old is None or (old[6] and count >= old[1]):
+                    writers[writer] = (start, count, total, lo, hi, bytes(blob),
+                                       start + width > partial_after)
                     written += 1
         return written
+
+    def read_writer_rows(self, writer_id: int, width: float, start: float, end: float,
+                         since: dict | None = None) -> dict:
+        with self._lock:
+            series = self._org("series")
+            by_id = {sid: key for key, sid in series.items()}
+            if since is None:
+                lows = {sid: float(start) for sid in
+                        self._org("writer_series").get(int(writer_id), ())}
+            else:
+                lows = {series[k]: max(float(start), float(v)) for k, v in since.items()
+                        if k in series}
+            out: dict = {}
+            buckets = self._org("buckets")
+            for sid in sorted(lows):
+                rows = buckets.get((sid, float(width)), {})
+                got = [(float(s), rows[s][writer_id][5], bool(rows[s][writer_id][6]))
+                       for s in sorted(rows) if lows[sid] <= s < end and writer_id in rows[s]]
+                if got:
+                    out[by_id[sid]] = got
+        return out
+
+    def writer_series(self, writer_id: int) -> list[SeriesKey]:
+        with self._lock:
+            ids = self._org("writer_series").get(int(writer_id), set())
+            return [k for k, sid in self._org("series").items() if sid in ids]
+
+    def read_leases(self) -> list[Lease]:
+        with self._lock:
+            leases = list(self._org("leases").values())
+        return sorted(leases, key=lambda x: -x.heartbeat)
+
+    def hold_lease(self, writer_id: int, host: str, pid: int, token: str, now: float, *,
+                   adopt: Lease | None = None) -> bool:
+        with self._lock:
+            leases = self._org("leases")
+            if adopt is not None and leases.get(int(writer_id)) != adopt:
+                return False
+            leases[int(writer_id)] = Lease(int(writer_id), host, pid, token, now, now, "live")
+            return True
+
+    def renew_lease(self, writer_id: int, token: str, now: float, *,
+                    state: str = "live") -> bool:
+        with self._lock:
+            leases = self._org("leases")
+            old = leases.get(int(writer_id))
+            if old is None or old.token != token:
+                return False
+            leases[int(writer_id)] = Lease(old.writer_id, old.host, old.pid, token, old.started,
+                                           now, state)
+            return True
 
     def read_buckets(self, key: SeriesKey, width: float, start: float, end: float, *,
                      exclude_writer: int | None = None,
@@ -89,7 +147,7 @@ class MemoryBackend:
             if sid is None:
                 return BucketBatch.empty()
             rows = self._org("buckets").get((sid, float(width)), {})
-            chosen = [rows[s][w] for s in sorted(s for s in rows if start <= s < end)
+            chosen = [rows[s][w][:6] for s in sorted(s for s in rows if start <= s < end)
                       for w in sorted(rows[s])
                       if w != exclude_writer and (only_writer is None or w == only_writer)]
         return batch_from_rows(key, sid, float(width), chosen)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import sqlite3
 import threading
 from functools import lru_cache
@@ -10,9 +11,10 @@ from typing import Callable, Iterable
 
 from ..aggregation import WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
-                   batch_from_rows, check_batch, check_org_id, check_writer_id, key_digest, labels_from_text, labels_match, labels_text,
-                   merge_rows, parse_retention, state_json)
+from .base import (AlertEvent, Lease, PermanentWriteError, RuleState, backend_series_ids,
+                   batch_from_rows, check_batch, check_org_id, check_writer_id, key_digest,
+                   labels_from_text, labels_match, labels_text, merge_rows, parse_retention,
+                   state_json)
 
 from .base import silence_json
 
@@ -86,6 +88,21 @@ MIGRATIONS: list[tuple[int, list[str | Callable[[sqlite3.Connection], None]]]] =
         "ALTER TABLE wm_alert_events_v3 RENAME TO wm_alert_events",
         "CREATE INDEX wm_alert_events_ts ON wm_alert_events (org_id, ts)",
     ]),
+    (4, [
+        # a bucket an engine stored at close() before its end is partial: the
+        # same writer's later, fuller row of it replaces it (docs/storage.md)
+        "ALTER TABLE wm_buckets ADD COLUMN partial INTEGER NOT NULL DEFAULT 0",
+        # which series each writer has stored: a restart reads only its own
+        """CREATE TABLE wm_writer_series (
+               org_id TEXT NOT NULL, writer_id INTEGER NOT NULL, series_id INTEGER NOT NULL,
+               PRIMARY KEY (writer_id, series_id)) WITHOUT ROWID""",
+        # writer leases: a crashed writer's id is adopted by the next engine
+        """CREATE TABLE wm_writers (
+               org_id TEXT NOT NULL, writer_id INTEGER NOT NULL, host TEXT NOT NULL,
+               pid INTEGER NOT NULL, token TEXT NOT NULL, started REAL NOT NULL,
+               heartbeat REAL NOT NULL, state TEXT NOT NULL,
+               PRIMARY KEY (org_id, writer_id))""",
+    ]),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
@@ -94,24 +111,37 @@ SCHEMA_VERSION = MIGRATIONS[-1][0]
 # The page size of an existing file never changes (see docs/storage.md).
 PAGE_SIZE = 16384
 
-# Bucket inserts bind the org (?1) and the writer (?2) once per statement;
-# every row binds its 8 own values: series, width, start, count, sum, min, max,
-# sketch.  Binding is most of the cost of an insert from Python.
+# Bucket inserts bind the org (?1), the writer (?2) and the partial horizon
+# (?3) once per statement; every row binds its 8 own values: series, width,
+# start, count, sum, min, max, sketch (its partial flag is computed from its
+# width and start).  Binding is most of the cost of an insert from Python.
 _ROW_VALUES = 8
 _ROWS_PER_INSERT = 500        # 4,002 parameters, below SQLite's 32,766 limit
 
 
 @lru_cache(maxsize=64)
 def _bucket_insert(rows: int) -> str:
-    """``INSERT OR IGNORE`` of ``rows`` bucket rows in the parameter layout above."""
+    """Insert of ``rows`` bucket rows in the parameter layout above: a row this
+    writer already stored is kept, unless it is partial and the new one holds
+    at least its points (the same bucket, continued after a restart)."""
     values = []
     for r in range(rows):
-        p = [3 + _ROW_VALUES * r + k for k in range(_ROW_VALUES)]
-        values.append("(?1,?%d,?%d,?%d,?2,?%d,?%d,?%d,?%d,?%d)" % tuple(p))
-    return "INSERT OR IGNORE INTO wm_buckets VALUES " + ",".join(values)
+        p = [4 + _ROW_VALUES * r + k for k in range(_ROW_VALUES)]
+        values.append("(?1,?%d,?%d,?%d,?2,?%d,?%d,?%d,?%d,?%d,?%d+?%d>?3)"
+                      % (*p, p[2], p[1]))
+    return ("INSERT INTO wm_buckets (org_id, series_id, width, start, writer_id, count, sum, "
+            "min, max, sketch, partial) VALUES " + ",".join(values) + _UPSERT)
+
+
+_UPSERT = (" ON CONFLICT (series_id, width, start, writer_id) DO UPDATE SET "
+           "count = excluded.count, sum = excluded.sum, min = excluded.min, max = excluded.max, "
+           "sketch = excluded.sketch, partial = excluded.partial "
+           "WHERE wm_buckets.partial AND excluded.count >= wm_buckets.count")
 
 
 _MULTI_INSERT = _bucket_insert(_ROWS_PER_INSERT)
+#: SQLite binds 8-byte floats: the horizon "never partial"
+_NEVER = 1e300
 _READ = ("SELECT start, count, sum, min, max, sketch FROM wm_buckets "
          "WHERE org_id = ? AND series_id = ? AND width = ? AND start >= ? AND start < ? ")
 _ORDER = "ORDER BY start, writer_id"
@@ -155,7 +185,7 @@ class SQLiteBackend:
     >>> import wedmetrics as wm
     >>> backend = wm.SQLiteBackend(":memory:", org_id="org-1")
     >>> backend.schema_version()
-    3
+    4
     >>> backend.close()
     """
 
@@ -163,6 +193,8 @@ class SQLiteBackend:
                  timeout: float = 10.0, writer_id: int | None = None) -> None:
         self.org_id = check_org_id(org_id)
         self.path = str(path)
+        self._marked: set[int] = set()    # series ids noted in wm_writer_series
+        self.fixed_writer = writer_id is not None
         self.writer_id = check_writer_id(writer_id)
         self.retention = parse_retention(retention)
         self._lock = threading.RLock()
@@ -176,6 +208,16 @@ class SQLiteBackend:
         self._ids: dict[SeriesKey, int] = {}
         self._closed = False
         migrate(self._db)
+
+    @property
+    def writer_id(self) -> int:
+        return self._writer_id
+
+    @writer_id.setter
+    def writer_id(self, value: int) -> None:
+        # an engine that adopts a crashed writer's id writes as that writer from now on
+        self._writer_id = check_writer_id(value)
+        self._marked = set()
 
     # -- schema ---------------------------------------------------------------
     def schema_version(self) -> int:
@@ -209,7 +251,11 @@ class SQLiteBackend:
             fresh[key] = sid
         return fresh
 
-    def write_buckets(self, batch: BucketBatch) -> int:
+    def write_buckets(self, batch: BucketBatch, *, partial_after: float = math.inf) -> int:
+        """Store closed buckets (see :class:`StorageBackend`).  Rows ending after
+        ``partial_after`` are stored as partial: an engine closed them at
+        ``close()`` before their end, and its writer may store them again,
+        fuller, after a restart."""
         check_batch(batch)
         if not len(batch):
             return 0
@@ -217,14 +263,26 @@ class SQLiteBackend:
             try:
                 with self._tx():
                     fresh = self._series_ids(batch.keys.values())
-                    written = self._insert_buckets(batch, {**self._ids, **fresh})
+                    known = {**self._ids, **fresh}
+                    marked = self._mark_writer_series(known[k] for k in batch.keys.values())
+                    written = self._insert_buckets(batch, known, partial_after)
             except (sqlite3.DataError, sqlite3.IntegrityError) as exc:
                 # "string or blob too big" and the like: the same rows fail every time
                 raise PermanentWriteError(f"SQLite refused the batch: {exc}") from exc
             self._ids.update(fresh)      # committed: now the ids name stored series
+            self._marked.update(marked)
             return written
 
-    def _insert_buckets(self, batch: BucketBatch, known: dict[SeriesKey, int]) -> int:
+    def _mark_writer_series(self, series_ids) -> set:
+        """Note (inside the transaction) which series this writer stores."""
+        new = {int(i) for i in series_ids} - self._marked
+        if new:
+            self._db.executemany("INSERT OR IGNORE INTO wm_writer_series VALUES (?, ?, ?)",
+                                 [(self.org_id, self.writer_id, i) for i in sorted(new)])
+        return new
+
+    def _insert_buckets(self, batch: BucketBatch, known: dict[SeriesKey, int],
+                        partial_after: float) -> int:
         before = self._db.total_changes
         n = len(batch)
         rows = zip(backend_series_ids(batch, known).tolist(), batch.width.tolist(),
@@ -234,14 +292,122 @@ class SQLiteBackend:
         # statement per row nearly doubles it
         values = itertools.chain.from_iterable(rows)
         per = _ROWS_PER_INSERT
+        head = [self.org_id, self.writer_id,
+                float(partial_after) if math.isfinite(partial_after) else _NEVER]
         for _ in range(n // per):
-            params = [self.org_id, self.writer_id]
+            params = list(head)
             params.extend(itertools.islice(values, per * _ROW_VALUES))
             self._db.execute(_MULTI_INSERT, params)
         if n % per:
             # one statement for the rest; its text is cached per row count
-            self._db.execute(_bucket_insert(n % per), [self.org_id, self.writer_id, *values])
+            self._db.execute(_bucket_insert(n % per), [*head, *values])
         return self._db.total_changes - before
+
+    # -- restart: this writer's rows, its lease ---------------------------------
+    def read_writer_rows(self, writer_id: int, width: float, start: float, end: float,
+                         since: dict | None = None) -> dict:
+        """Rows one writer stored at ``width`` with ``start <= bucket start < end``,
+        for every series it stored (or those of ``since``, each from its own
+        lower bound), in one query: ``{SeriesKey: [(start, sketch, partial)]}``."""
+        with self._lock:
+            if since is None:
+                sql = ("SELECT b.series_id, b.start, b.sketch, b.partial FROM wm_writer_series w "
+                       "JOIN wm_buckets b ON b.series_id = w.series_id "
+                       "WHERE w.org_id = ? AND w.writer_id = ? AND b.writer_id = ? "
+                       "AND b.width = ? AND b.start >= ? AND b.start < ? "
+                       "ORDER BY b.series_id, b.start")
+                rows = self._db.execute(sql, (self.org_id, int(writer_id), int(writer_id),
+                                              float(width), float(start), float(end))).fetchall()
+            else:
+                ids = {self._lookup(k): max(float(start), float(v)) for k, v in since.items()}
+                ids.pop(None, None)
+                rows = []
+                items = sorted(ids.items())
+                for i in range(0, len(items), 10_000):
+                    part = items[i:i + 10_000]
+                    values = ",".join("(?, ?)" for _ in part)
+                    sql = (f"WITH u(sid, since) AS (VALUES {values}) "
+                           "SELECT b.series_id, b.start, b.sketch, b.partial FROM u "
+                           "JOIN wm_buckets b ON b.series_id = u.sid "
+                           "WHERE b.org_id = ? AND b.writer_id = ? AND b.width = ? "
+                           "AND b.start >= u.since AND b.start < ? "
+                           "ORDER BY b.series_id, b.start")
+                    args = [x for pair in part for x in pair]
+                    rows += self._db.execute(sql, (*args, self.org_id, int(writer_id),
+                                                   float(width), float(end))).fetchall()
+            keys = self._keys_of({r[0] for r in rows})
+        out: dict = {}
+        for sid, st, sketch, partial in rows:
+            out.setdefault(keys[sid], []).append((float(st), bytes(sketch), bool(partial)))
+        return out
+
+    def writer_series(self, writer_id: int) -> list[SeriesKey]:
+        """Keys of the series ``writer_id`` has stored."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT s.series_id, s.name, s.labels, s.kind FROM wm_writer_series w "
+                "JOIN wm_series s ON s.series_id = w.series_id WHERE w.org_id = ? "
+                "AND w.writer_id = ? ORDER BY s.series_id", (self.org_id, int(writer_id))
+            ).fetchall()
+            out = []
+            for sid, n, lab, kind in rows:
+                out.append(key := SeriesKey(n, labels_from_text(lab), kind))
+                self._ids.setdefault(key, sid)
+        return out
+
+    def _keys_of(self, series_ids) -> dict:
+        out = {}
+        ids = sorted(series_ids)
+        for i in range(0, len(ids), 10_000):
+            part = ids[i:i + 10_000]
+            rows = self._db.execute(
+                "SELECT series_id, name, labels, kind FROM wm_series WHERE series_id IN (%s)"
+                % ",".join("?" * len(part)), part).fetchall()
+            for sid, n, lab, kind in rows:
+                out[sid] = key = SeriesKey(n, labels_from_text(lab), kind)
+                self._ids.setdefault(key, sid)
+        return out
+
+    def read_leases(self) -> list[Lease]:
+        """Every writer lease of this org."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT writer_id, host, pid, token, started, heartbeat, state FROM wm_writers "
+                "WHERE org_id = ? ORDER BY heartbeat DESC", (self.org_id,)).fetchall()
+        return [Lease(*r) for r in rows]
+
+    def hold_lease(self, writer_id: int, host: str, pid: int, token: str, now: float, *,
+                   adopt: Lease | None = None) -> bool:
+        """Take the lease of ``writer_id`` for this process.  ``adopt``: only if it
+        is still that dead lease (no other engine took it first); otherwise the
+        lease is written as this process' own."""
+        with self._lock, self._tx():
+            if adopt is not None:
+                cur = self._db.execute(
+                    "UPDATE wm_writers SET host = ?, pid = ?, token = ?, started = ?, "
+                    "heartbeat = ?, state = 'live' WHERE org_id = ? AND writer_id = ? "
+                    "AND token = ? AND heartbeat = ? AND state = 'live'",
+                    (host, pid, token, now, now, self.org_id, int(writer_id), adopt.token,
+                     adopt.heartbeat))
+                return cur.rowcount == 1
+            self._db.execute(
+                "INSERT INTO wm_writers VALUES (?, ?, ?, ?, ?, ?, ?, 'live') "
+                "ON CONFLICT (org_id, writer_id) DO UPDATE SET host = excluded.host, "
+                "pid = excluded.pid, token = excluded.token, started = excluded.started, "
+                "heartbeat = excluded.heartbeat, state = 'live'",
+                (self.org_id, int(writer_id), host, pid, token, now, now))
+            return True
+
+    def renew_lease(self, writer_id: int, token: str, now: float, *,
+                    state: str = "live") -> bool:
+        """Heartbeat (or, with ``state="closed"``, end) this process' lease;
+        ``False`` when another engine holds it now."""
+        with self._lock, self._tx():
+            cur = self._db.execute(
+                "UPDATE wm_writers SET heartbeat = ?, state = ? WHERE org_id = ? "
+                "AND writer_id = ? AND token = ?", (now, state, self.org_id, int(writer_id),
+                                                     token))
+            return cur.rowcount == 1
 
     def _lookup(self, key: SeriesKey) -> int | None:
         sid = self._ids.get(key)

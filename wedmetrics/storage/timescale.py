@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import struct
 import threading
@@ -36,7 +37,7 @@ except ImportError as exc:  # pragma: no cover - depends on the environment
 from .._kernels import Sketch
 from ..aggregation import Columns, WindowStats
 from ..buckets import BucketBatch, SeriesKey
-from .base import (AlertEvent, PermanentWriteError, RuleState, backend_series_ids,
+from .base import (AlertEvent, Lease, PermanentWriteError, RuleState, backend_series_ids,
                    batch_from_rows, check_batch, check_org_id, check_text, check_writer_id,
                    key_digest, labels_from_text, labels_match, labels_text, merge_rows,
                    parse_retention, state_json)
@@ -48,10 +49,12 @@ __all__ = ["TimescaleBackend", "SCHEMA_VERSION", "LAYOUTS", "timescale_usable"]
 log = logging.getLogger("wedmetrics.storage")
 
 LAYOUTS = ("auto", "timescale", "plain")
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _PG_EPOCH = 946684800.0          # 2000-01-01T00:00:00Z, the zero of PostgreSQL timestamps
 _DAY = 86400.0
-_COLUMNS = "org_id, series_id, width, bucket_start, writer_id, count, sum, min, max, sketch"
+# in the order of iter_copy's binary rows: the variable-length sketch comes last
+_COLUMNS = ("org_id, series_id, width, bucket_start, writer_id, count, sum, min, max, partial, "
+            "sketch")
 _EVENT_COLUMNS = ("org_id, alert_id, rule, status, severity, labels, annotations, value, ts, "
                   "wedding_id, digest")
 _PART_NAME = re.compile(r"^wm_buckets_w(\d+)_p(-?\d+)$")
@@ -155,6 +158,8 @@ class TimescaleBackend:
 
         self.dsn = dsn
         self.org_id = org_id
+        self._marked: set[int] = set()    # series ids noted in wm_writer_series
+        self.fixed_writer = writer_id is not None
         self.writer_id = check_writer_id(writer_id)
         self.schema = schema
         self.retention = parse_retention(retention)
@@ -172,6 +177,16 @@ class TimescaleBackend:
         self._s = sql.Identifier(schema)
         with self._lock:
             self._connection()
+
+    @property
+    def writer_id(self) -> int:
+        return self._writer_id
+
+    @writer_id.setter
+    def writer_id(self, value: int) -> None:
+        # an engine that adopts a crashed writer's id writes as that writer from now on
+        self._writer_id = check_writer_id(value)
+        self._marked = set()
 
     # -- connection and schema ------------------------------------------------
     def _connection(self) -> "psycopg.Connection":
@@ -241,6 +256,10 @@ class TimescaleBackend:
                 self._migrate_v3(conn, layout)
                 conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
                                      "VALUES (3, %s)"), (layout,))
+            if found < 4:
+                self._migrate_v4(conn)
+                conn.execute(self._q("INSERT INTO {s}.wm_schema (version, layout) "
+                                     "VALUES (4, %s)"), (layout,))
         self._partitions.clear()
 
     def _choose_layout(self, conn) -> str:
@@ -355,6 +374,21 @@ class TimescaleBackend:
         ex(self._q("ALTER TABLE {s}.wm_alert_events "
                    "ADD PRIMARY KEY (org_id, alert_id, status, ts, digest)"))
 
+    def _migrate_v4(self, conn) -> None:
+        """Version 4: partial buckets (stored at ``close()`` before their end, replaced
+        by the same writer's fuller row), which series each writer stored, and
+        writer leases (a crashed writer's id is adopted by the next engine)."""
+        ex = conn.execute
+        ex(self._q("ALTER TABLE {s}.wm_buckets ADD COLUMN partial boolean NOT NULL DEFAULT false"))
+        ex(self._q("""CREATE TABLE {s}.wm_writer_series (
+            org_id text NOT NULL, writer_id bigint NOT NULL, series_id bigint NOT NULL,
+            PRIMARY KEY (writer_id, series_id))"""))
+        ex(self._q("""CREATE TABLE {s}.wm_writers (
+            org_id text NOT NULL, writer_id bigint NOT NULL, host text NOT NULL,
+            pid bigint NOT NULL, token text NOT NULL, started double precision NOT NULL,
+            heartbeat double precision NOT NULL, state text NOT NULL,
+            PRIMARY KEY (org_id, writer_id))"""))
+
     def _create_timescale_objects(self, conn) -> None:
         ex = conn.execute
         ex("CREATE EXTENSION IF NOT EXISTS timescaledb")
@@ -413,11 +447,20 @@ class TimescaleBackend:
         connection lost before COMMIT must not leave ids that name no series
         row, or the retry would store buckets no reader can find.
         """
+        keys = list(keys)
         missing = list({k for k in keys if k not in self._ids})
         if missing:
             with conn.transaction():
                 fresh = self._insert_series(conn, missing)
             self._ids.update(fresh)
+        new = {self._ids[k] for k in keys} - self._marked
+        if new:
+            # which series this writer stores, committed before any of its rows
+            ids = sorted(new)
+            conn.execute(self._q(
+                "INSERT INTO {s}.wm_writer_series SELECT %s, %s, u FROM unnest(%s::bigint[]) u "
+                "ON CONFLICT DO NOTHING"), (self.org_id, self.writer_id, ids))
+            self._marked.update(new)
         return self._ids
 
     def _insert_series(self, conn, missing: list[SeriesKey]) -> dict[SeriesKey, int]:
@@ -446,12 +489,15 @@ class TimescaleBackend:
         return sid
 
     # -- writing buckets ----------------------------------------------------------
-    def write_buckets(self, batch: BucketBatch) -> int:
+    def write_buckets(self, batch: BucketBatch, *, partial_after: float = math.inf) -> int:
+        """Store closed buckets (see :class:`StorageBackend`); rows ending after
+        ``partial_after`` are stored as partial (closed early by ``close()``),
+        and a later row of this writer for the same bucket replaces them."""
         check_batch(batch)
         if not len(batch):
             return 0
         try:
-            return self._run(lambda conn: self._write(conn, batch))
+            return self._run(lambda conn: self._write(conn, batch, partial_after))
         except (psycopg.DataError, psycopg.IntegrityError,
                 psycopg.errors.ProgramLimitExceeded) as exc:
             # SQLSTATE classes 22, 23 and 54 (a timestamp out of range, a
@@ -459,13 +505,14 @@ class TimescaleBackend:
             raise PermanentWriteError(f"PostgreSQL refused the batch ({exc.sqlstate}): "
                                       f"{str(exc).strip()[:300]}") from exc
 
-    def _write(self, conn, batch: BucketBatch) -> int:
+    def _write(self, conn, batch: BucketBatch, partial_after: float = math.inf) -> int:
         known = self._series_ids(conn, batch.keys.values())
         sids = backend_series_ids(batch, known)
         if self.layout == "plain":
             self._ensure_partitions(conn, batch.width, batch.start)
+
         def payload():
-            return iter_copy(self._org_bytes, sids, batch, self.writer_id)
+            return iter_copy(self._org_bytes, sids, batch, self.writer_id, partial_after)
         try:
             return self._copy(conn, payload, len(batch))
         except psycopg.errors.CheckViolation:
@@ -491,14 +538,23 @@ class TimescaleBackend:
         except psycopg.errors.UniqueViolation:
             pass   # some rows are already stored: go through the staging table
         with conn.transaction():
-            conn.execute(self._q("CREATE TEMP TABLE IF NOT EXISTS wm_stage "
+            # named per schema version: a session that made it before an upgrade
+            # would lack the new columns
+            conn.execute(self._q("CREATE TEMP TABLE IF NOT EXISTS wm_stage4 "
                                  "(LIKE {s}.wm_buckets) ON COMMIT DELETE ROWS"))
             with conn.cursor() as cur:
-                with cur.copy(f"COPY wm_stage ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
+                with cur.copy(f"COPY wm_stage4 ({_COLUMNS}) FROM STDIN (FORMAT BINARY)") as copy:
                     for chunk in payload():
                         copy.write(chunk)
-                cur.execute(self._q(f"INSERT INTO {{s}}.wm_buckets ({_COLUMNS}) "
-                                    f"SELECT {_COLUMNS} FROM wm_stage ON CONFLICT DO NOTHING"))
+                # a row this writer stored is kept, unless it is partial and the
+                # new one holds at least its points (the bucket continued)
+                cur.execute(self._q(
+                    f"INSERT INTO {{s}}.wm_buckets AS b ({_COLUMNS}) "
+                    f"SELECT {_COLUMNS} FROM wm_stage4 "
+                    "ON CONFLICT (series_id, width, bucket_start, writer_id) DO UPDATE SET "
+                    "count = excluded.count, sum = excluded.sum, min = excluded.min, "
+                    "max = excluded.max, sketch = excluded.sketch, partial = excluded.partial "
+                    "WHERE b.partial AND excluded.count >= b.count"))
                 return cur.rowcount
 
     def _ensure_partitions(self, conn, width: np.ndarray, start: np.ndarray) -> None:
@@ -542,6 +598,104 @@ class TimescaleBackend:
             # rows of the same start from several writers become one
             return batch_from_rows(key, sid, float(width), rows)
         return self._run(read)
+
+    # -- restart: this writer's rows, its lease -------------------------------------------
+    def read_writer_rows(self, writer_id: int, width: float, start: float, end: float,
+                         since: dict | None = None) -> dict:
+        """Rows one writer stored at ``width`` with ``start <= bucket start < end``,
+        for every series it stored (or those of ``since``, each from its own
+        lower bound), in one query: ``{SeriesKey: [(start, sketch, partial)]}``."""
+        def read(conn):
+            if since is None:
+                rows = conn.execute(self._q(
+                    "SELECT b.series_id, extract(epoch FROM b.bucket_start)::float8, b.sketch, "
+                    "b.partial FROM {s}.wm_writer_series w JOIN {s}.wm_buckets b "
+                    "ON b.series_id = w.series_id WHERE w.org_id = %s AND w.writer_id = %s "
+                    "AND b.org_id = %s AND b.writer_id = %s AND b.width = %s "
+                    "AND b.bucket_start >= to_timestamp(%s) AND b.bucket_start < to_timestamp(%s) "
+                    "ORDER BY b.series_id, b.bucket_start"),
+                    (self.org_id, int(writer_id), self.org_id, int(writer_id), float(width),
+                     float(start), float(end)), binary=True).fetchall()
+            else:
+                ids = {self._lookup(conn, k): max(float(start), float(v))
+                       for k, v in since.items()}
+                ids.pop(None, None)
+                if not ids:
+                    return [], {}
+                rows = conn.execute(self._q(
+                    "SELECT b.series_id, extract(epoch FROM b.bucket_start)::float8, b.sketch, "
+                    "b.partial FROM unnest(%s::bigint[], %s::float8[]) AS u(sid, since) "
+                    "JOIN {s}.wm_buckets b ON b.series_id = u.sid "
+                    "AND b.bucket_start >= to_timestamp(u.since) "
+                    "WHERE b.org_id = %s AND b.writer_id = %s AND b.width = %s "
+                    "AND b.bucket_start < to_timestamp(%s) ORDER BY b.series_id, b.bucket_start"),
+                    (list(ids), list(ids.values()), self.org_id, int(writer_id), float(width),
+                     float(end)), binary=True).fetchall()
+            sids = sorted({r[0] for r in rows})
+            keys = {}
+            if sids:
+                for sid, n, lab, kind in conn.execute(self._q(
+                        "SELECT series_id, name, labels, kind FROM {s}.wm_series "
+                        "WHERE series_id = ANY(%s)"), (sids,)).fetchall():
+                    keys[sid] = key = SeriesKey(n, labels_from_text(lab), kind)
+                    self._ids.setdefault(key, sid)
+            return rows, keys
+        rows, keys = self._run(read)
+        out: dict = {}
+        for sid, st, sketch, partial in rows:
+            out.setdefault(keys[sid], []).append((float(st), bytes(sketch), bool(partial)))
+        return out
+
+    def writer_series(self, writer_id: int) -> list[SeriesKey]:
+        """Keys of the series ``writer_id`` has stored."""
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT s.series_id, s.name, s.labels, s.kind FROM {s}.wm_writer_series w "
+            "JOIN {s}.wm_series s ON s.series_id = w.series_id WHERE w.org_id = %s "
+            "AND w.writer_id = %s ORDER BY s.series_id"), (self.org_id, int(writer_id))
+        ).fetchall())
+        out = []
+        for sid, n, lab, kind in rows:
+            out.append(key := SeriesKey(n, labels_from_text(lab), kind))
+            self._ids.setdefault(key, sid)
+        return out
+
+    def read_leases(self) -> list[Lease]:
+        """Every writer lease of this org."""
+        rows = self._run(lambda c: c.execute(self._q(
+            "SELECT writer_id, host, pid, token, started, heartbeat, state FROM {s}.wm_writers "
+            "WHERE org_id = %s ORDER BY heartbeat DESC"), (self.org_id,)).fetchall())
+        return [Lease(*r) for r in rows]
+
+    def hold_lease(self, writer_id: int, host: str, pid: int, token: str, now: float, *,
+                   adopt: Lease | None = None) -> bool:
+        """Take the lease of ``writer_id`` for this process.  ``adopt``: only if it
+        is still that dead lease (no other engine took it first); otherwise the
+        lease is written as this process' own."""
+        def run(c):
+            if adopt is not None:
+                return c.execute(self._q(
+                    "UPDATE {s}.wm_writers SET host = %s, pid = %s, token = %s, started = %s, "
+                    "heartbeat = %s, state = 'live' WHERE org_id = %s AND writer_id = %s "
+                    "AND token = %s AND heartbeat = %s AND state = 'live'"),
+                    (host, pid, token, now, now, self.org_id, int(writer_id), adopt.token,
+                     adopt.heartbeat)).rowcount == 1
+            c.execute(self._q(
+                "INSERT INTO {s}.wm_writers VALUES (%s, %s, %s, %s, %s, %s, %s, 'live') "
+                "ON CONFLICT (org_id, writer_id) DO UPDATE SET host = excluded.host, "
+                "pid = excluded.pid, token = excluded.token, started = excluded.started, "
+                "heartbeat = excluded.heartbeat, state = 'live'"),
+                (self.org_id, int(writer_id), host, pid, token, now, now))
+            return True
+        return self._run(run)
+
+    def renew_lease(self, writer_id: int, token: str, now: float, *,
+                    state: str = "live") -> bool:
+        """Heartbeat (or, with ``state="closed"``, end) this process' lease;
+        ``False`` when another engine holds it now."""
+        return self._run(lambda c: c.execute(self._q(
+            "UPDATE {s}.wm_writers SET heartbeat = %s, state = %s WHERE org_id = %s "
+            "AND writer_id = %s AND token = %s"),
+            (now, state, self.org_id, int(writer_id), token)).rowcount == 1)
 
     def read_merged(self, name: str, width: float, start: float, end: float,
                     labels: dict | None = None) -> WindowStats:
@@ -846,16 +1000,16 @@ _TRAILER = struct.pack(">h", -1)
 
 
 def encode_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch,
-                writer_id: int) -> bytes:
+                writer_id: int, partial_after: float = math.inf) -> bytes:
     """The whole PostgreSQL binary COPY payload of ``batch`` as one bytes object."""
-    return b"".join(iter_copy(org, series_ids, batch, writer_id))
+    return b"".join(iter_copy(org, series_ids, batch, writer_id, partial_after))
 
 
 _COPY_CHUNK_ROWS = 20_000
 
 
 def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch, writer_id: int,
-              chunk_rows: int = _COPY_CHUNK_ROWS):
+              partial_after: float = math.inf, chunk_rows: int = _COPY_CHUNK_ROWS):
     """PostgreSQL binary COPY payload of ``batch`` (columns as in ``_COLUMNS``), in chunks.
 
     The fixed-width part of every row is built at once as a big-endian numpy
@@ -868,14 +1022,15 @@ def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch, writer_id:
                    ("l3", ">i4"), ("ts", ">i8"), ("lw", ">i4"), ("writer", ">i8"),
                    ("l4", ">i4"), ("count", ">i8"),
                    ("l5", ">i4"), ("sum", ">f8"), ("l6", ">i4"), ("min", ">f8"),
-                   ("l7", ">i4"), ("max", ">f8"), ("l8", ">i4")])
+                   ("l7", ">i4"), ("max", ">f8"), ("lp", ">i4"), ("partial", "u1"),
+                   ("l8", ">i4")])
     sketches = batch.sketch
     yield _HEADER
     size = dt.itemsize
     for lo in range(0, n, chunk_rows):
         hi = min(n, lo + chunk_rows)
         rec = np.empty(hi - lo, dtype=dt)
-        rec["nf"] = 10
+        rec["nf"] = 11
         rec["l0"] = len(org)
         rec["org"] = org
         for name in ("l1", "l2", "l3", "lw", "l4", "l5", "l6", "l7"):
@@ -888,6 +1043,8 @@ def iter_copy(org: bytes, series_ids: np.ndarray, batch: BucketBatch, writer_id:
         rec["sum"] = batch.sum[lo:hi]
         rec["min"] = batch.min[lo:hi]
         rec["max"] = batch.max[lo:hi]
+        rec["lp"] = 1
+        rec["partial"] = (batch.start[lo:hi] + batch.width[lo:hi]) > partial_after
         part = sketches[lo:hi]
         rec["l8"] = list(map(len, part))
         fixed = rec.tobytes()
