@@ -86,6 +86,6 @@ def test_firing_alert_carries_ends_at_of_its_resend_window():
     a = Notification("a1", "R", "firing", "warning", labels={"x": "y"}, starts_at=999_000.0)
     (item,) = n.build_payload(NotificationGroup((a,), group_key="g"))
     assert item["startsAt"] == "1970-01-12T13:30:00.000Z" and item["endsAt"] == "1970-01-12T13:48:40.000Z"
-    assert item["labels"] == {"x": "y", "alertname": "R"}
+    assert item["labels"] == {"x": "y", "alertname": "R", "severity": "warning"}
     plain = AlertmanagerNotifier("http://127.0.0.1:1")
     assert "endsAt" not in plain.build_payload(NotificationGroup((a,), group_key="g"))[0]
