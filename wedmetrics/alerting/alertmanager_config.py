@@ -148,8 +148,13 @@ def _go_quote_meta(text: str) -> str:
 
 
 def _rfc3339(ts: float) -> str:
+    """Go's ``time.Time`` JSON form (RFC 3339 with nanoseconds, trailing zeros dropped), in UTC."""
     import datetime as _dt
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+    micros = round(ts * 1_000_000)
+    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
+    fraction = f"{t.microsecond:06d}".rstrip("0")
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 class Receiver(Notifier):
