@@ -29,7 +29,7 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 import wedmetrics
-from wedmetrics.alerting.matchers import Matcher, matches_all, parse_matcher_list
+from wedmetrics.alerting.matchers import Matcher, compile_re2, matches_all, parse_matcher_list
 from wedmetrics.alerting.received import InvalidAlerts, MalformedAlert, format_time, parse_time
 from wedmetrics.alerting.routing import alert_labels
 from wedmetrics.alerting.silences import Silence
@@ -42,6 +42,11 @@ API_PREFIX = "/api/v2"
 def _error(status: int, message: str) -> JSONResponse:
     # Alertmanager answers errors with a JSON string body.
     return JSONResponse(status_code=status, content=message)
+
+
+def _receiver(receiver: Optional[str]):
+    # Alertmanager compiles it as "^(?:" + receiver + ")$" with Go's (RE2) regexp
+    return None if receiver is None else compile_re2(receiver)
 
 
 def _filter(filter_: Optional[list[str]]) -> list[Matcher]:
@@ -131,10 +136,8 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             return False
         if st["state"] == "active" and not active:
             return False
-        if receiver is not None:
-            import re
-            if not any(re.fullmatch(receiver, r["name"]) for r in item["receivers"]):
-                return False
+        if receiver is not None and not any(receiver.match(r["name"]) for r in item["receivers"]):
+            return False
         return matches_all(matchers, item["labels"])
 
     @api.post("/alerts")
@@ -158,25 +161,25 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
                    unprocessed: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
         try:
-            matchers = _filter(filter)
+            matchers, receiver_re = _filter(filter), _receiver(receiver)
         except ValueError as e:
             return _error(400, str(e))
         t = now()
-        return [a for a in current_alerts(t) if wanted(a, active, silenced, inhibited, matchers, receiver)]
+        return [a for a in current_alerts(t) if wanted(a, active, silenced, inhibited, matchers, receiver_re)]
 
     @api.get("/alerts/groups")
     def get_groups(active: bool = True, silenced: bool = True, inhibited: bool = True,
                    muted: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
         try:
-            matchers = _filter(filter)
+            matchers, receiver_re = _filter(filter), _receiver(receiver)
         except ValueError as e:
             return _error(400, str(e))
         t = now()
         by_fp = {a["fingerprint"]: a for a in current_alerts(t)}
         out = []
         for g in dispatcher.groups():
-            if receiver is not None and g["receiver"] != receiver:
+            if receiver_re is not None and not receiver_re.match(g["receiver"]):
                 continue
             members = [by_fp[fp] for fp in g["alerts"] if fp in by_fp
                        and wanted(by_fp[fp], active, silenced, inhibited, matchers, None)]

@@ -139,6 +139,11 @@ def test_alerts_groups_inhibition_and_status(hub):
         "VenueDown"]
     assert [a["labels"]["alertname"] for a in client.get("/alerts", params={"filter": 'alertname=~"Slow.*"'}).json()
             ] == ["SlowUploads"]
+    # receiver= is an anchored RE2 regex, as in Alertmanager
+    assert [a["labels"]["alertname"] for a in client.get("/alerts", params={"receiver": "pag.*"}).json()] == [
+        "VenueDown"]
+    assert client.get("/alerts", params={"receiver": "pag"}).json() == []
+    assert [g["receiver"]["name"] for g in client.get("/alerts/groups", params={"receiver": "o.s"}).json()] == ["ops"]
     groups = client.get("/alerts/groups").json()
     assert sorted((g["receiver"]["name"], g["labels"]["venue"], len(g["alerts"])) for g in groups) == [
         ("ops", "kew", 1), ("pager", "kew", 1)]
