@@ -61,7 +61,15 @@ def format_time(ts: Optional[float]) -> Optional[str]:
 
 class MalformedAlert(ValueError):
     """A posted alert without the API's shape (not an object, no ``labels``, a non-string value,
-    an unreadable time): Alertmanager's OpenAPI layer refuses the whole request for it."""
+    an unreadable time): Alertmanager's OpenAPI layer refuses the whole request for it.
+
+    ``status`` is what that layer (go-swagger) answers: 422 for a missing
+    required field, 400 where the JSON does not decode into the API's types.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class InvalidAlerts(ValueError):
@@ -110,7 +118,7 @@ class ReceivedAlerts:
         if not isinstance(item, Mapping):
             raise MalformedAlert(f"an alert must be an object, got {type(item).__name__}")
         if "labels" not in item:
-            raise MalformedAlert("labels in body is required")
+            raise MalformedAlert("labels in body is required", status=422)
         labels = item.get("labels")
         annotations = item.get("annotations")
         if annotations is None:
@@ -166,7 +174,7 @@ class ReceivedAlerts:
             try:
                 parsed.append(self.validate(item, now))
             except MalformedAlert as e:
-                raise MalformedAlert(f"alert {i}: {e}") from None
+                raise MalformedAlert(f"alert {i}: {e}", e.status) from None
             except ValueError as e:
                 self.counts["invalid"] += 1
                 errors.append(str(e))

@@ -145,13 +145,13 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
         # Alertmanager's postAlertsHandler: empty labels removed, the valid
         # alerts stored, then 400 with the invalid ones' errors ("; "-joined).
         # A body without the API's shape is refused whole, as its OpenAPI layer
-        # does (422).
+        # does (400 where it does not decode, 422 for a missing required field).
         if not isinstance(body, list):
-            return _error(422, "body must be a JSON list of alerts")
+            return _error(400, "body must be a JSON list of alerts")
         try:
             alerts.receive_alerts(body, now())
         except MalformedAlert as e:
-            return _error(422, str(e))
+            return _error(e.status, str(e))
         except InvalidAlerts as e:
             return _error(400, str(e))
         return JSONResponse(status_code=200, content=None)

@@ -204,9 +204,13 @@ def test_post_alerts_stores_the_valid_ones_and_answers_400_with_the_errors(hub):
     assert got["Good"]["labels"] == {"alertname": "Good", "venue": "kew"}      # the empty label removed
     # generatorURL is a field of its own, never an annotation
     assert got["Good"]["generatorURL"] == "http://prom/g1" and got["Good"]["annotations"] == {}
-    # a body without the API's shape is refused whole (Alertmanager's OpenAPI layer: 422)
+    # a body without the API's shape is refused whole, as Alertmanager's OpenAPI layer does:
+    # 422 for a missing required field, 400 where the JSON does not decode into its types
     assert client.post("/alerts", json=[{"labels": {"alertname": "X"}}, {"annotations": {}}],
                        ).status_code == 422
+    assert client.post("/alerts", json=[{"labels": {"alertname": "X"}}, {"labels": {"n": 1}}],
+                       ).status_code == 400
+    assert client.post("/alerts", json={"labels": {"alertname": "X"}}).status_code == 400
     assert {a["labels"]["alertname"] for a in client.get("/alerts").json()} == {"Good", "AlsoGood"}
 
 
