@@ -181,13 +181,21 @@ def test_ranges_days_of_month_months_and_several_intervals():
     ({"times": [{"start_time": "2:60", "end_time": "04:00"}]}, "start_time"),
     ({"times": [{"start_time": "22:00", "end_time": "25:00"}]}, "end_time"),
     ({"name": ""}, "name"),
-    ({"time_intervals": []}, "at least one time interval"),
 ])
 def test_bad_mute_intervals_are_named(kw, needle):
     base = {"name": "m"}
     base.update(kw)
     with pytest.raises(pydantic.ValidationError, match=needle):
         MuteInterval.model_validate(base)
+
+
+def test_no_time_intervals_never_hold_an_empty_one_always_does():
+    # Alertmanager's Intervener: an empty list matches nothing (never mutes,
+    # never active); a range without fields matches every instant.
+    never = MuteInterval.model_validate({"name": "never", "time_intervals": []})
+    always = MuteInterval.model_validate({"name": "always", "time_intervals": [{}]})
+    for t in (0.0, 1_781_000_000.0, 1_781_345_678.9):
+        assert never.active(t) is False and always.active(t) is True
 
 
 def test_active_rejects_non_finite_time():

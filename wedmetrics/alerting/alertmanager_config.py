@@ -46,7 +46,7 @@ from .notifiers import EmailNotifier, LogNotifier, Notifier, SlackNotifier, SmsN
 from .routing import RoutingConfig
 
 __all__ = ["load_alertmanager_config", "AlertmanagerConfig", "Receiver", "AlertmanagerWebhookNotifier",
-           "ConfigError", "SUPPORTED_INTEGRATIONS", "ALERTMANAGER_INTEGRATIONS", "label_fingerprint"]
+           "ConfigError", "channel_id", "SUPPORTED_INTEGRATIONS", "ALERTMANAGER_INTEGRATIONS", "label_fingerprint"]
 
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -115,21 +115,23 @@ class AlertmanagerWebhookNotifier(_HttpNotifier):
         self.external_url = external_url
 
     def build_payload(self, group: NotificationGroup) -> dict:
+        """Alertmanager's webhook ``Message``: its ``template.Data`` fields, then
+        ``version``, ``groupKey`` and ``truncatedAlerts``, in that order."""
         alerts = list(group.alerts)
         shown = alerts[:self.max_alerts] if self.max_alerts else alerts
         return {
-            "version": "4", "groupKey": group.group_key, "truncatedAlerts": len(alerts) - len(shown),
-            "status": group.status, "receiver": self.receiver,
-            "groupLabels": dict(group.group_labels) if hasattr(group, "group_labels") else {},
-            "commonLabels": group.common_labels, "commonAnnotations": group.common_annotations,
-            "externalURL": self.external_url,
+            "receiver": _go_quote_meta(self.receiver), "status": group.status,
             "alerts": [{
                 "status": a.status, "labels": dict(a.labels), "annotations": dict(a.annotations),
                 "startsAt": _rfc3339(a.starts_at),
                 "endsAt": _rfc3339(a.ends_at) if a.ends_at is not None else "0001-01-01T00:00:00Z",
-                "generatorURL": a.annotations.get("generatorURL", ""),
+                "generatorURL": a.generator_url,
                 "fingerprint": label_fingerprint(a.labels),
             } for a in shown],
+            "groupLabels": dict(group.group_labels),
+            "commonLabels": group.common_labels, "commonAnnotations": group.common_annotations,
+            "externalURL": self.external_url,
+            "version": "4", "groupKey": group.group_key, "truncatedAlerts": len(alerts) - len(shown),
         }
 
     def deliver(self, group: NotificationGroup, target: Optional[str] = None) -> None:
@@ -140,27 +142,47 @@ class AlertmanagerWebhookNotifier(_HttpNotifier):
         return f"AlertmanagerWebhookNotifier(name={self.name!r}, receiver={self.receiver!r})"
 
 
+def _go_quote_meta(text: str) -> str:
+    """Go's ``regexp.QuoteMeta``: what Alertmanager's ``template.Data`` does to the receiver name."""
+    return re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", text)
+
+
 def _rfc3339(ts: float) -> str:
+    """Go's ``time.Time`` JSON form (RFC 3339 with nanoseconds, trailing zeros dropped), in UTC."""
     import datetime as _dt
-    return _dt.datetime.fromtimestamp(ts, tz=_dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+    micros = round(ts * 1_000_000)
+    t = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(microseconds=micros)
+    fraction = f"{t.microsecond:06d}".rstrip("0")
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + (f".{fraction}" if fraction else "") + "Z"
 
 
 class Receiver(Notifier):
     """One ``receivers:`` entry: its integrations, each delivered and retried on its own.
 
+    ``receiver_name`` is the name in the ``alertmanager.yml`` (what routes,
+    the API and webhook payloads show); :attr:`name` is its channel id in the
+    delivery queue (the same when it is a valid channel name, else a
+    sanitised form with a hash of the name, unique per configuration).
+
     An integration with ``send_resolved: false`` gets the firing alerts of a
     message only, and nothing when none fires (Alertmanager's defaults:
-    true for webhooks, false for email and Slack).  A receiver without
-    integrations accepts and drops, as Alertmanager's "null" receiver does
-    (counted in :attr:`dropped`).
+    true for webhooks, false for email and Slack).  A message whose
+    ``targets`` are set (the dispatcher deduplicates per integration) goes to
+    those integrations only; the others count it in :attr:`deduplicated`.
+    A receiver without integrations accepts and drops, as Alertmanager's
+    "null" receiver does (counted in :attr:`dropped`).
     """
 
     kind = "receiver"
 
-    def __init__(self, name: str, integrations: list[tuple[str, Notifier, bool]]) -> None:
+    def __init__(self, name: str, integrations: list[tuple[str, Notifier, bool]],
+                 receiver_name: Optional[str] = None) -> None:
         super().__init__(name=name)
         self.integrations = integrations   # (target name, notifier, send_resolved)
+        self.receiver_name = receiver_name if receiver_name is not None else name
         self.dropped = 0
+        self.deduplicated = 0
 
     def targets(self) -> tuple[Optional[str], ...]:
         return tuple(t for t, _, _ in self.integrations) or (None,)
@@ -169,6 +191,9 @@ class Receiver(Notifier):
         if target is None:
             self.dropped += 1
             return
+        if group.targets is not None and target not in group.targets:
+            self.deduplicated += 1
+            return
         for t, notifier, send_resolved in self.integrations:
             if t != target:
                 continue
@@ -176,13 +201,13 @@ class Receiver(Notifier):
                 firing = tuple(a for a in group.alerts if a.status == FIRING)
                 if not firing:
                     return
-                group = NotificationGroup(firing, group_key=group.group_key)
+                group = NotificationGroup(firing, group_key=group.group_key, group_labels=group.group_labels)
             notifier.send(group)
             return
         raise self._error(f"no integration {target!r}")
 
     def __repr__(self) -> str:
-        return f"Receiver({self.name!r}, {[t for t, _, _ in self.integrations]})"
+        return f"Receiver({self.receiver_name!r}, {[t for t, _, _ in self.integrations]})"
 
 
 def _host_port(text: Any, where: str) -> tuple[str, int]:
@@ -208,13 +233,9 @@ def _check_keys(d: Any, allowed: set, where: str) -> dict:
     return dict(d)
 
 
-def _build_receiver(spec: Any, i: int, glob_: dict, external: dict) -> Receiver:
+def _build_receiver(spec: Any, i: int, glob_: dict, external: dict, channel: str) -> Receiver:
     where = f"receivers[{i}]"
-    if not isinstance(spec, Mapping):
-        raise ConfigError(f"{where} must be a mapping")
-    name = spec.get("name")
-    if not name:
-        raise ConfigError("missing name in receiver")
+    name = spec["name"]
     where = f"receiver {name!r}"
     integrations: list[tuple[str, Notifier, bool]] = []
     for key, items in spec.items():
@@ -232,15 +253,33 @@ def _build_receiver(spec: Any, i: int, glob_: dict, external: dict) -> Receiver:
             raise ConfigError(f"{where}: {key} must be a list")
         for j, item in enumerate(items):
             target = f"{key}[{j}]"
-            cname = _channel_name(f"{name}.{key[:-8]}{j}")
+            cname = f"{channel}.{key[:-8]}{j}"
             notifier, send_resolved = _integration(key, item or {}, f"{where}.{target}", glob_, cname,
                                                    name, external)
             integrations.append((target, notifier, send_resolved))
-    return Receiver(_channel_name(name), integrations)
+    return Receiver(channel, integrations, receiver_name=name)
 
 
-def _channel_name(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.:-]", "_", text)[:64]
+_CHANNEL_OK = re.compile(r"[A-Za-z0-9_.:-]{1,48}")
+
+
+def channel_id(receiver: str) -> str:
+    """The delivery channel id of an Alertmanager receiver name.
+
+    The name itself when it is a valid channel name of at most 48 characters
+    (room for the integrations' ``.webhook0`` suffixes); otherwise its
+    sanitised first 39 characters, ``-`` and 8 hex digits of its SHA-256, so
+    that ``"team X"`` and ``"team_X"`` stay two channels.
+
+    >>> channel_id("ops"), channel_id("team X")
+    ('ops', 'team_X-73f39c34')
+    """
+    if _CHANNEL_OK.fullmatch(receiver):
+        return receiver
+    import hashlib
+
+    digest = hashlib.sha256(receiver.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9_.:-]', '_', receiver)[:39]}-{digest}"
 
 
 def _integration(key: str, c: Mapping, where: str, g: dict, cname: str, receiver: str,
@@ -418,7 +457,8 @@ def _intervals(data: dict) -> list[dict]:
             if spec["name"] in seen:
                 raise ConfigError(f"{what} \"{spec['name']}\" is not unique")
             seen.add(spec["name"])
-            out.append({"name": spec["name"], "time_intervals": list(spec.get("time_intervals") or [{}])})
+            # no ranges: an interval that never holds (Alertmanager's Intervener matches none)
+            out.append({"name": spec["name"], "time_intervals": list(spec.get("time_intervals") or [])})
     return out
 
 
@@ -433,7 +473,8 @@ class AlertmanagerConfig:
     routing : RoutingConfig
         Route tree, inhibit rules and time intervals, in exact-Alertmanager mode.
     receivers : dict of str to Receiver
-        One notifier per receiver name.
+        One notifier per receiver, by its name in the file (its channel id
+        is ``receiver.name``, see :func:`channel_id`).
     global_ : dict
         The ``global`` section with Alertmanager's defaults filled in.
     resolve_timeout : float
@@ -454,9 +495,29 @@ class AlertmanagerConfig:
     def notifiers(self) -> list[Notifier]:
         return list(self.receivers.values())
 
+    def channel_ids(self) -> dict[str, str]:
+        """Receiver name -> delivery channel id."""
+        return {name: r.name for name, r in self.receivers.items()}
 
-def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
+    def set_external_url(self, url: str) -> None:
+        """Set the ``externalURL`` every webhook integration sends."""
+        for r in self.receivers.values():
+            for _, n, _ in r.integrations:
+                if isinstance(n, AlertmanagerWebhookNotifier):
+                    n.external_url = url
+
+
+def load_alertmanager_config(source: Any, *, external_url: str = "") -> AlertmanagerConfig:
     """Load an ``alertmanager.yml`` from a path or from its text.
+
+    Parameters
+    ----------
+    source : str or path
+        A path (``os.PathLike``, or a one-line string naming an existing
+        file, whatever its extension) or the YAML text.
+    external_url : str
+        Where people reach this Alertmanager (its ``--web.external-url``):
+        the ``externalURL`` of webhook payloads.
 
     Raises
     ------
@@ -482,17 +543,28 @@ def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
     if not isinstance(receivers_spec, list):
         raise ConfigError("receivers must be a list")
     receivers: dict[str, Receiver] = {}
+    channels: dict[str, str] = {}
+    external = {"url": external_url}
     for i, spec in enumerate(receivers_spec):
-        rec = _build_receiver(spec, i, g, {})
-        original_name = spec["name"]
-        if original_name in receivers:
-            raise ConfigError(f"notification config name \"{original_name}\" is not unique")
-        receivers[original_name] = rec
+        if not isinstance(spec, Mapping):
+            raise ConfigError(f"receivers[{i}] must be a mapping")
+        name = spec.get("name")
+        if not name:
+            raise ConfigError("missing name in receiver")
+        if not isinstance(name, str):
+            raise ConfigError(f"receivers[{i}]: name must be a string, got {name!r}")
+        if name in receivers:
+            raise ConfigError(f"notification config name \"{name}\" is not unique")
+        cid = channel_id(name)
+        if cid in channels:
+            raise ConfigError(f"receivers \"{channels[cid]}\" and \"{name}\" map to the same delivery "
+                              f"channel id {cid!r}; rename one of them")
+        channels[cid] = name
+        receivers[name] = _build_receiver(spec, i, g, external, cid)
     intervals = _intervals(data)
     if data.get("route") is None:
         raise ConfigError("no routes provided")
     route = _route(data["route"], "route", True, set(receivers), {i["name"] for i in intervals})
-    _rename_receivers(route, {n: r.name for n, r in receivers.items()})
     inhibit = [_inhibit_rule(r, i) for i, r in enumerate(data.get("inhibit_rules") or ())]
     try:
         routing = RoutingConfig.model_validate({"route": route, "inhibit_rules": inhibit,
@@ -508,19 +580,23 @@ def load_alertmanager_config(source: Any) -> AlertmanagerConfig:
                               original=text)
 
 
-def _rename_receivers(route: dict, names: Mapping[str, str]) -> None:
-    if "receiver" in route:
-        route["receiver"] = names[route["receiver"]]
-    for child in route.get("routes", ()):
-        _rename_receivers(child, names)
-
-
 def _read(source: Any) -> tuple[str, Optional[str]]:
-    if isinstance(source, os.PathLike) or (isinstance(source, str) and "\n" not in source
-                                           and source.endswith((".yml", ".yaml"))):
+    path = None
+    if isinstance(source, os.PathLike):
         path = os.fspath(source)
-        with open(path, encoding="utf-8") as f:
-            return f.read(), os.path.dirname(os.path.abspath(path))
-    if not isinstance(source, str):
+    elif isinstance(source, str) and "\n" not in source.strip():
+        candidate = source.strip()
+        if candidate and os.path.isfile(candidate):
+            path = candidate
+        elif candidate and ":" not in candidate:
+            raise ConfigError(f"alertmanager config file {candidate!r} not found "
+                              "(give a path to an existing file, or the YAML text)")
+    elif not isinstance(source, str):
         raise ConfigError(f"give a path or the YAML text, got {type(source).__name__}")
+    if path is not None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.read(), os.path.dirname(os.path.abspath(path))
+        except OSError as e:
+            raise ConfigError(f"cannot read alertmanager config file {path!r}: {e}") from None
     return source, None

@@ -2,8 +2,13 @@
 
 :class:`AlertmanagerNotifier` is a notifier channel whose deliveries are
 ``POST /api/v2/alerts`` calls, each alert in Alertmanager's ``postableAlert``
-form: ``labels`` (with ``alertname``), ``annotations``, ``startsAt``,
-``endsAt`` and ``generatorURL``.  A resolved alert is sent with its
+form: ``labels``, ``annotations``, ``startsAt``, ``endsAt`` and
+``generatorURL``.  The labels are the alert's own plus, where they have
+none, ``alertname`` (the rule) and ``severity`` (the alert's severity); a
+rule alert of an :class:`~wedmetrics.alerting.AlertEngine` already carries
+them (``severity`` as the rule configures it) and, with a calendar,
+``wedding_severity``: the wedding-aware level reaches Alertmanager as a
+label of its own, and a user's ``severity`` is never overwritten.  A resolved alert is sent with its
 ``endsAt``, which resolves it in Alertmanager at once.
 
 A firing alert is sent with ``endsAt = now + resend_window`` when
@@ -44,7 +49,7 @@ class AlertmanagerNotifier(_HttpNotifier):
         (``/api/v2/alerts`` is appended).
     generator_url : str
         Where a person can see the alert in wedmetrics; an alert's own
-        ``generatorURL`` annotation wins.
+        ``generator_url`` wins.
     resend_window : float, optional
         Seconds a firing alert stays open in Alertmanager without being
         sent again (``endsAt``); None leaves it to Alertmanager's
@@ -76,13 +81,14 @@ class AlertmanagerNotifier(_HttpNotifier):
         for a in group.alerts:
             labels = dict(a.labels)
             labels.setdefault("alertname", a.rule)
-            annotations = {k: v for k, v in a.annotations.items() if k != "generatorURL"}
+            labels.setdefault("severity", a.severity.label)
+            annotations = dict(a.annotations)
             if a.summary:
                 annotations.setdefault("summary", a.summary)
             if a.description:
                 annotations.setdefault("description", a.description)
             item = {"labels": labels, "annotations": annotations, "startsAt": _rfc3339(a.starts_at),
-                    "generatorURL": a.annotations.get("generatorURL", self.generator_url)}
+                    "generatorURL": a.generator_url or self.generator_url}
             if a.status != FIRING:
                 item["endsAt"] = _rfc3339(a.ends_at if a.ends_at is not None else now)
             elif self.resend_window is not None:

@@ -261,6 +261,21 @@ class AlertEngine:
         (:data:`~wedmetrics.alerting.silences.DEFAULT_INHIBIT_RULE`) and the
         Saturday escalation speed-up (default True).  False, or no calendar:
         exactly Alertmanager's behaviour.
+    external_url : str
+        Where people reach this wedmetrics (Alertmanager's
+        ``--web.external-url``): the ``externalURL`` of the webhook payloads
+        of an ``alertmanager.yml``'s receivers.
+
+    Notes
+    -----
+    Rule alerts carry, besides the labels of their series and rule, the
+    label ``alertname`` (the rule's name, as Prometheus sets it),
+    ``severity`` (the rule's configured severity, only where the labels have
+    no ``severity``: a user's own is never overwritten) and, with a
+    calendar (and ``wedding_defaults``), ``wedding_severity``: the
+    wedding-aware level, possibly raised on a wedding day.  Routes, silences,
+    inhibit rules and every notifier (``AlertmanagerNotifier`` included) see
+    these labels; :meth:`active` shows the series' and rule's labels only.
 
     Examples
     --------
@@ -284,7 +299,7 @@ class AlertEngine:
                  delivery=None, routing=None, route=None, inhibit_rules=None,
                  mute_intervals: Iterable = (), escalation: Iterable = (), interval=1.0,
                  storage=..., history_limit: int = 100_000, rules: Iterable = (), config=None,
-                 wedding_defaults: bool = True) -> None:
+                 wedding_defaults: bool = True, external_url: str = "") -> None:
         from .delivery import DeliveryQueue
         from .received import ReceivedAlerts
         from .routing import Dispatcher, RoutingConfig
@@ -292,6 +307,13 @@ class AlertEngine:
 
         self.engine = engine
         self.alertmanager_config = None
+        if not isinstance(external_url, str):
+            raise ValueError(f"external_url must be a str, got {external_url!r}")
+        self.external_url = external_url
+        # receiver name (routes, API) -> delivery channel id; the same name unless
+        # an alertmanager.yml receiver's name is not a valid channel id
+        self._channel_of: dict[str, str] = {}
+        integrations: dict[str, list] = {}
         if config is not None:
             from .alertmanager_config import AlertmanagerConfig, load_alertmanager_config
             from .silences import DEFAULT_INHIBIT_RULE
@@ -299,12 +321,15 @@ class AlertEngine:
             if routing is not None or route is not None or inhibit_rules is not None:
                 raise ValueError("give config= (an alertmanager.yml) or routing/route/inhibit_rules, not both")
             am = config if isinstance(config, AlertmanagerConfig) else load_alertmanager_config(config)
+            if external_url:
+                am.set_external_url(external_url)
             self.alertmanager_config = am
             routing = am.routing
             if calendar is not None and wedding_defaults:
                 routing = routing.model_copy(update={"inhibit_rules": routing.inhibit_rules
                                                      + (DEFAULT_INHIBIT_RULE,), "wedding_labels": True})
             channels_by_name = {r.name: r for r in am.notifiers()}
+            self._channel_of = am.channel_ids()
             for n in notifiers:
                 known = channels_by_name.get(n.name)
                 if known is not None and known.integrations:
@@ -312,6 +337,8 @@ class AlertEngine:
                                      "integrations in the config; rename one of them")
                 channels_by_name[n.name] = n
             notifiers = list(channels_by_name.values())
+            integrations = {name: [(t, sr) for t, _, sr in r.integrations]
+                            for name, r in am.receivers.items() if channels_by_name.get(r.name) is r}
         if policy is None and calendar is not None:
             from wedmetrics.weddings import PriorityPolicy
 
@@ -336,7 +363,9 @@ class AlertEngine:
         self.storage = engine.storage if storage is ... else storage
         # silences live in the store when there is one, so they survive a restart
         silence_store = SilenceStore(storage=self.storage if _stores_silences(self.storage) else None)
-        self.dispatcher = Dispatcher(self.routing, priority=self.policy, silences=silence_store)
+        self.dispatcher = Dispatcher(self.routing, priority=self.policy, silences=silence_store,
+                                     integrations=integrations)
+        self._wedding_label = self.calendar is not None and (wedding_defaults or config is None)
         self.received = ReceivedAlerts(self.alertmanager_config.resolve_timeout
                                        if self.alertmanager_config is not None else 300.0)
         self._next_due: Optional[float] = None
@@ -399,7 +428,7 @@ class AlertEngine:
                 for name in level.receivers:
                     names.setdefault(name, f"escalation {p.name!r} levels.{i}.receivers")
         for name, where in names.items():
-            if name != ALL_RECEIVERS and name not in channels:
+            if name != ALL_RECEIVERS and self._channel_of.get(name, name) not in channels:
                 raise ValueError(f"{where}: receiver {name!r} is not a notifier channel "
                                  f"(channels: {sorted(channels)})")
 
@@ -917,10 +946,15 @@ class AlertEngine:
     def _notification(self, inst: _Instance, status: str, ends_at) -> Notification:
         ep = inst.episode
         value = inst.value if math.isfinite(inst.value) else None
+        labels = dict(ep["labels"])
+        labels["alertname"] = inst.rule.name             # as Prometheus sets it
+        labels.setdefault("severity", Severity.parse(inst.rule.severity).label)
+        if self._wedding_label:
+            labels.setdefault("wedding_severity", Severity.parse(ep["severity"]).label)
         return Notification(
             alert_id=inst.fp, rule=inst.rule.name, status=status, severity=ep["severity"],
             summary=ep["annotations"].get("summary", ""),
-            description=ep["annotations"].get("description", ""), labels=ep["labels"],
+            description=ep["annotations"].get("description", ""), labels=labels,
             annotations=ep["annotations"], value=value, starts_at=ep["started_at"],
             ends_at=ends_at, wedding_id=inst.wedding_id)
 
@@ -937,7 +971,7 @@ class AlertEngine:
                 # no channel at all: counted, so a silent configuration is visible
                 self._counts["not_delivered"] += 1
                 continue
-            channels = None if rn.receiver == ALL_RECEIVERS else [rn.receiver]
+            channels = None if rn.receiver == ALL_RECEIVERS else [self._channel_of.get(rn.receiver, rn.receiver)]
             self.delivery.submit(rn.group, channels)
             self._counts["notifications"] += 1
             for a in rn.alerts:
@@ -960,18 +994,33 @@ class AlertEngine:
         """Take alerts posted in Alertmanager's form (``labels``, ``annotations``,
         ``startsAt``, ``endsAt``, ``generatorURL``) and route them now.
 
-        Returns how many were taken.  Raises ``ValueError`` naming the first
-        invalid alert; then none of the batch is taken.
+        As Alertmanager's ``POST /api/v2/alerts``: labels with empty values
+        are removed, the valid alerts are taken even when others are invalid.
+        Returns how many updates were routed.
+
+        Raises
+        ------
+        InvalidAlerts
+            (a ``ValueError``) after taking the valid alerts, when some were
+            invalid: ``errors`` has Alertmanager's messages.
+        MalformedAlert
+            (a ``ValueError``) when an item does not have the API's shape;
+            then none of the batch is taken.
         """
+        from .received import InvalidAlerts
+
         with self._lock:
             now = self._now(now)
-            updates = self.received.receive(list(alerts), now)
+            updates, errors = self.received.receive(list(alerts), now)
+            taken = len(updates)
             updates += self.received.expire(now)
             self._dispatch(updates, now)
             due = self.received.next_expiry()
             if due is not None and (self._next_due is None or due < self._next_due):
                 self._next_due = due
-            return len(updates)
+        if errors:
+            raise InvalidAlerts(errors, taken)
+        return taken
 
     def notification_for(self, alert_id: str):
         """The :class:`Notification` a firing rule alert is routed as, or None when it does not fire."""

@@ -15,9 +15,12 @@ from ``amtool`` or from the Alertmanager UI mean the same here:
   an error.
 * Regular expressions are RE2's, anchored at both ends: ``.`` does not match
   a newline unless ``(?s)``; inline flags such as ``(?i)`` may appear anywhere
-  and hold to the end of their group; ``\\d``, ``\\w``, ``\\s`` are ASCII-only.
+  and hold to the end of their group; ``\\d``, ``\\w``, ``\\s``, ``\\b`` are ASCII-only.
   Perl features RE2 refuses (look-arounds, back-references) are refused here
-  too.  See :func:`compile_re2`.
+  too.  With ``google-re2`` installed (``pip install 'wedmetrics[re2]'``) RE2
+  itself runs them, in linear time; otherwise a translation to Python's
+  engine, which refuses the patterns it could take exponential time on.
+  See :func:`compile_re2`.
 
 >>> m = Matcher.parse('route=~"/photos.*"')
 >>> m.matches({"route": "/photos/42"}), m.matches({"route": "/api/photos"})
@@ -33,7 +36,8 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-__all__ = ["Matcher", "parse_matchers", "parse_matcher_list", "matches_all", "compile_re2", "OPERATORS"]
+__all__ = ["Matcher", "parse_matchers", "parse_matcher_list", "matches_all", "compile_re2", "OPERATORS",
+           "regex_engine", "use_regex_engine"]
 
 OPERATORS = ("=", "!=", "=~", "!~")
 
@@ -52,21 +56,130 @@ _POSIX_CLASSES = {
 }
 
 
-def compile_re2(pattern: str) -> "re.Pattern[str]":
-    """Compile an RE2 regular expression to an equivalent, fully anchored Python one.
+try:   # Google's RE2 (the ``[re2]`` extra): linear time, the engine Alertmanager's Go regexp is
+    import re2 as _re2
+except ImportError:   # pragma: no cover - exercised by forcing the engine in the tests
+    _re2 = None
 
-    What is translated: inline flags anywhere (``a(?i)b`` scopes ``i`` to the
-    rest of its group), ``\\z``, ``\\Q...\\E``, ``(?<name>...)``, ASCII ``\\d \\w \\s``,
-    POSIX classes ``[[:alpha:]]``, and ``$`` meaning the end of the text
-    outside ``(?m)``.  What RE2 refuses raises ``ValueError``: look-arounds,
-    back-references, ``(?U)``, ``\\C``, ``\\p`` classes (not supported here).
+#: The regex engine in use: ``"re2"`` (google-re2 installed) or ``"python"`` (the translator).
+_ENGINE = ["re2" if _re2 is not None else "python"]
+ENGINES = ("re2", "python")
+
+
+def regex_engine() -> str:
+    """The engine matchers compile with: ``"re2"`` when ``google-re2`` is installed, else ``"python"``."""
+    return _ENGINE[0]
+
+
+def use_regex_engine(name: str) -> str:
+    """Compile new matchers with ``name`` (``"re2"`` or ``"python"``); returns the previous engine.
+
+    Matchers already made keep their compiled regex.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, or ``"re2"`` when ``google-re2`` is not installed.
+    """
+    if name not in ENGINES:
+        raise ValueError(f"regex engine must be one of {ENGINES}, got {name!r}")
+    if name == "re2" and _re2 is None:
+        raise ValueError("the re2 engine needs google-re2: pip install 'wedmetrics[re2]'")
+    previous, _ENGINE[0] = _ENGINE[0], name
+    return previous
+
+
+# RE2's error codes in the words of Go's regexp/syntax, which Alertmanager prints.
+_GO_ERRORS = {
+    "missing ]": "missing closing ]", "missing )": "missing closing )",
+    "bad repetition operator": "invalid nested repetition operator",
+    "invalid repetition size": "invalid repeat count",
+    "no argument for repetition operator": "missing argument to repetition operator",
+    "invalid perl operator": "invalid or unsupported Perl syntax",
+    "trailing \\": "trailing backslash at end of expression",
+}
+
+
+class _Re2Pattern:
+    """A google-re2 regex anchored as Alertmanager anchors (``^(?:...)$``); ``match`` is a full match."""
+
+    __slots__ = ("_regex", "pattern")
+
+    def __init__(self, regex: Any, pattern: str) -> None:
+        self._regex = regex
+        self.pattern = pattern
+
+    def match(self, text: str) -> Any:
+        return self._regex.match(text)
+
+    def __repr__(self) -> str:
+        return f"re2({self.pattern!r})"
+
+
+def compile_re2(pattern: str, *, engine: str | None = None) -> Any:
+    """Compile an RE2 regular expression, fully anchored, as Alertmanager does.
+
+    Returns an object whose ``match(text)`` is not None when the whole text
+    matches.  With ``google-re2`` installed (the ``[re2]`` extra) this is
+    RE2 itself: linear time whatever the pattern and the text.  Without it,
+    the pattern is translated to an equivalent Python one: inline flags
+    anywhere (``a(?i)b`` scopes ``i`` to the rest of its group) including
+    ``(?U)`` (ungreedy: quantifiers swap greediness), ``\\z``, ``\\Q...\\E``,
+    ``\\x{...}``, ``(?<name>...)``, ASCII ``\\d \\w \\s \\b``, POSIX classes
+    ``[[:alpha:]]``, ``$`` meaning the end of the text outside ``(?m)``, and
+    ``{,n}`` as the literal text it is in RE2.  What RE2 refuses raises
+    ``ValueError`` with either engine: look-arounds, back-references,
+    ``\\Z``, repeat counts over 1000, possessive and nested repetition
+    operators (``a**``).  The translator also refuses (where it could take
+    exponential time in Python's backtracking engine) a group repeated more
+    than once that holds a repetition or alternatives, such as ``(a+)+``,
+    ``(a|a)*`` or ``(foo|bar){2,}``, naming the ``[re2]`` extra; and ``\\p``
+    classes and ``\\C`` (not supported there).  What it accepts runs in
+    polynomial time (``.*.*x`` is quadratic in the text's length).
+    ``\\C`` is refused with RE2 too, as Go refuses it.
     """
     if not isinstance(pattern, str):
         raise ValueError(f"regex must be a string, got {pattern!r}")
+    engine = engine or _ENGINE[0]
+    if engine == "re2" and _re2 is not None:
+        if re.search(r"(?<!\\)(?:\\\\)*\\C", pattern):
+            raise ValueError(f"error parsing regexp: invalid escape sequence: `\\C`: `{pattern}`")
+        options = _re2.Options()
+        options.log_errors = False
+        try:
+            return _Re2Pattern(_re2.compile("^(?:" + pattern + ")$", options), pattern)
+        except _re2.error as e:
+            detail = e.args[0].decode("utf-8", "replace") if e.args and isinstance(e.args[0], bytes) else str(e)
+            code = detail.split(":", 1)[0]
+            raise ValueError(f"error parsing regexp: {_GO_ERRORS.get(code, code)}: `{pattern}`") from None
     try:
         return re.compile("(?:" + _translate(pattern) + ")\\Z")
     except re.error as e:
         raise ValueError(f"error parsing regexp: {e}: `{pattern}`") from None
+
+
+_REPEAT = re.compile(r"\{(\d+)(,(\d*))?\}")
+_MAX_REPEAT = 1000   # RE2's and Go's limit on a repeat count
+
+
+def _quantifier(p: str, i: int) -> tuple[int, str, bool, bool] | None:
+    """A quantifier at ``p[i]``: (end, text without laziness, lazy, unbounded), or None."""
+    c = p[i]
+    if c in "*+?":
+        end, text, unbounded = i + 1, c, c != "?"
+    elif c == "{":
+        m = _REPEAT.match(p, i)
+        if m is None:
+            return None   # RE2 reads '{' that does not start a repeat as a literal
+        lo = int(m.group(1))
+        hi = lo if m.group(2) is None else (None if m.group(3) == "" else int(m.group(3)))
+        if lo > _MAX_REPEAT or (hi is not None and (hi > _MAX_REPEAT or hi < lo)):
+            raise ValueError(f"error parsing regexp: invalid repeat count: `{m.group(0)}`: `{p}`")
+        end, text, unbounded = m.end(), m.group(0), hi is None or hi > 1
+    else:
+        return None
+    lazy = end < len(p) and p[end] == "?"
+    return end + lazy, text, lazy, unbounded
 
 
 def _translate(p: str) -> str:
@@ -75,18 +188,47 @@ def _translate(p: str) -> str:
     # group that must close with it (and reopen after each '|').
     groups: list[list[str]] = [[]]
     multiline = [False]
+    ungreedy = [False]
+    repeats = [False]          # per open group: holds an unbounded repetition or an alternation
+    last_group_repeats = False  # the atom just closed is a group holding one
+    after_atom = False          # a quantifier may follow
     i, n = 0, len(p)
     while i < n:
         c = p[i]
+        q = _quantifier(p, i) if after_atom else None
+        if q is not None:
+            end, text, lazy, unbounded = q
+            if last_group_repeats and unbounded:
+                raise ValueError(f"error parsing regexp: a repeated group holding a repetition or "
+                                 f"alternatives (such as `(a+)+` or `(a|a)*`) can take exponential time "
+                                 f"without RE2; install google-re2 (pip install 'wedmetrics[re2]'): `{p}`")
+            if end < n and _quantifier(p, end) is not None:
+                raise ValueError(f"error parsing regexp: invalid nested repetition operator: `{p[i:end + 1]}`")
+            out.append(text + ("?" if lazy != ungreedy[-1] else ""))
+            if unbounded and text != "?":
+                repeats[-1] = True
+            after_atom = last_group_repeats = False
+            i = end
+            continue
+        if c in "*+?" or (c == "{" and _REPEAT.match(p, i)):
+            raise ValueError(f"error parsing regexp: missing argument to repetition operator: `{c}`: `{p}`")
+        last_group_repeats = False
+        after_atom = True
         if c == "\\":
             i, text = _escape(p, i, in_class=False)
             out.append(text)
+            after_atom = text not in ("\\A", "\\Z") and not text.startswith("(?a:\\")
             continue
         if c == "[":
             i, text = _char_class(p, i)
             out.append(text)
             continue
+        if c == "{":
+            out.append("\\{")
+            i += 1
+            continue
         if c == "(":
+            after_atom = False
             if p.startswith("(?", i):
                 j = i + 2
                 if p.startswith("P<", j) or p.startswith("<", j) and not p.startswith(("<=", "<!"), j):
@@ -94,6 +236,8 @@ def _translate(p: str) -> str:
                     out.append("(?P<")
                     groups.append([])
                     multiline.append(multiline[-1])
+                    ungreedy.append(ungreedy[-1])
+                    repeats.append(False)
                     i = name_start
                     continue
                 if p.startswith(("=", "!", "<=", "<!"), j):
@@ -103,29 +247,30 @@ def _translate(p: str) -> str:
                 if m is None:
                     raise ValueError(f"error parsing regexp: invalid or unsupported Perl syntax: `{p}`")
                 on, off, end = m.group(1), m.group(2) or "", m.group(3)
-                if "U" in on + off:
-                    raise ValueError(f"error parsing regexp: the ungreedy flag (?U) is not supported: `{p}`")
-                flags = on + ("-" + off if off else "")
-                if "m" in on:
-                    ml = True
-                elif "m" in off:
-                    ml = False
-                else:
-                    ml = multiline[-1]
+                py_on, py_off = on.replace("U", ""), off.replace("U", "")
+                flags = py_on + ("-" + py_off if py_off else "")
+                ml = True if "m" in on else False if "m" in off else multiline[-1]
+                ug = True if "U" in on else False if "U" in off else ungreedy[-1]
                 i = j + m.end()
                 if end == ":":
                     out.append(f"(?{flags}:" if flags else "(?:")
                     groups.append([])
                     multiline.append(ml)
-                elif flags:
-                    # (?i) holds to the end of the enclosing group: open a scoped group there.
-                    out.append(f"(?{flags}:")
-                    groups[-1].append(flags)
+                    ungreedy.append(ug)
+                    repeats.append(False)
+                else:
+                    if flags:
+                        # (?i) holds to the end of the enclosing group: open a scoped group there.
+                        out.append(f"(?{flags}:")
+                        groups[-1].append(flags)
                     multiline[-1] = ml
+                    ungreedy[-1] = ug
                 continue
             out.append("(")
             groups.append([])
             multiline.append(multiline[-1])
+            ungreedy.append(ungreedy[-1])
+            repeats.append(False)
             i += 1
             continue
         if c == ")":
@@ -133,18 +278,28 @@ def _translate(p: str) -> str:
                 raise ValueError(f"error parsing regexp: unexpected ): `{p}`")
             out.append(")" * len(groups.pop()) + ")")
             multiline.pop()
+            ungreedy.pop()
+            last_group_repeats = repeats.pop()
+            repeats[-1] = repeats[-1] or last_group_repeats
             i += 1
             continue
         if c == "|":
+            repeats[-1] = True   # alternatives may overlap: ambiguous when the group repeats
             # RE2 keeps a flag on across '|': close the scoped groups, then reopen them
             opened = groups[-1]
             out.append(")" * len(opened) + "|" + "".join(f"(?{f}:" for f in opened))
+            after_atom = False
             i += 1
             continue
+        if c == "^":
+            after_atom = False
         if c == "$" and not multiline[-1]:
             out.append("\\Z")
+            after_atom = False
             i += 1
             continue
+        if c == "$":
+            after_atom = False
         out.append(c)
         i += 1
     if len(groups) > 1:
@@ -166,6 +321,15 @@ def _escape(p: str, i: int, *, in_class: bool) -> tuple[int, str]:
         return i + 2, f"[{'^' if e.isupper() else ''}{body}]"
     if e == "z" and not in_class:
         return i + 2, "\\Z"
+    if e in "bB" and not in_class:
+        return i + 2, f"(?a:\\{e})"   # RE2's word boundary is ASCII
+    if e in "ZuUNe" or (e == "b" and in_class):
+        raise ValueError(f"error parsing regexp: invalid escape sequence: `\\{e}`: `{p}`")
+    if e == "x" and p.startswith("{", i + 2):
+        m = re.match(r"\{([0-9A-Fa-f]{1,8})\}", p[i + 2:])
+        if m is None or int(m.group(1), 16) > 0x10FFFF:
+            raise ValueError(f"error parsing regexp: invalid escape sequence: `{p[i:i + 4]}`: `{p}`")
+        return i + 2 + m.end(), f"\\U{int(m.group(1), 16):08x}"
     if e == "Q" and not in_class:
         end = p.find("\\E", i + 2)
         literal = p[i + 2:] if end < 0 else p[i + 2:end]

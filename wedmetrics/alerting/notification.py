@@ -163,6 +163,9 @@ class Notification:
         0 for the first notification, +1 per escalation step.
     wedding_id : str or None
         The wedding this alert concerns, when it concerns one.
+    generator_url : str
+        Where the alert comes from (Prometheus' graph link, a wedmetrics
+        page); Alertmanager's ``generatorURL``, a field of its own.
     """
 
     alert_id: str
@@ -179,13 +182,14 @@ class Notification:
     group_key: str = ""
     escalation_level: int = 0
     wedding_id: str | None = None
+    generator_url: str = ""
 
     def __post_init__(self) -> None:
         for field in ("alert_id", "rule"):
             v = getattr(self, field)
             if not isinstance(v, str) or not v:
                 raise ValueError(f"Notification.{field} must be a non-empty str, got {v!r}")
-        for field in ("summary", "description", "group_key"):
+        for field in ("summary", "description", "group_key", "generator_url"):
             if not isinstance(getattr(self, field), str):
                 raise TypeError(f"Notification.{field} must be a str, got {getattr(self, field)!r}")
         if self.status not in _STATUSES:
@@ -249,6 +253,7 @@ class Notification:
             "groupKey": self.group_key,
             "escalationLevel": self.escalation_level,
             "weddingId": self.wedding_id,
+            "generatorURL": self.generator_url,
         }
 
 
@@ -262,6 +267,13 @@ class NotificationGroup:
         At least one.  Order is kept (the router decides it).
     group_key : str, optional
         Defaults to the first alert's ``group_key``.
+    group_labels : mapping of str to str, optional
+        The labels that define the group on its route (the route's
+        ``group_by``); Alertmanager's ``groupLabels``.
+    targets : frozenset of str, optional
+        The integrations of a receiver this message is for (set by the
+        dispatcher when it deduplicates per integration, as Alertmanager's
+        notification log does); None: all of them.
 
     Notes
     -----
@@ -273,8 +285,13 @@ class NotificationGroup:
 
     alerts: tuple[Notification, ...]
     group_key: str = ""
+    group_labels: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, hash=False)
+    targets: frozenset | None = dataclasses.field(default=None, compare=False, hash=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "group_labels", _frozen_str_map(self.group_labels, "group_labels"))
+        if self.targets is not None:
+            object.__setattr__(self, "targets", frozenset(self.targets))
         alerts = tuple(self.alerts) if isinstance(self.alerts, Iterable) else self.alerts
         if not isinstance(alerts, tuple) or not alerts:
             raise ValueError("NotificationGroup.alerts must hold at least one Notification")
@@ -348,6 +365,7 @@ class NotificationGroup:
             "title": self.title(),
             "escalationLevel": self.escalation_level,
             "weddingIds": list(self.wedding_ids),
+            "groupLabels": dict(self.group_labels),
             "commonLabels": self.common_labels,
             "commonAnnotations": self.common_annotations,
             "alerts": [a.to_dict() for a in self.alerts],

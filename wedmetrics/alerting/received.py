@@ -21,8 +21,9 @@ from typing import Any, Optional
 
 from .notification import FIRING, RESOLVED, Notification, Severity
 
-__all__ = ["ReceivedAlerts", "parse_time", "format_time"]
+__all__ = ["ReceivedAlerts", "MalformedAlert", "InvalidAlerts", "parse_time", "format_time"]
 
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 _ZERO_TIME = ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00.000Z")
 
 
@@ -58,6 +59,31 @@ def format_time(ts: Optional[float]) -> Optional[str]:
     return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+class MalformedAlert(ValueError):
+    """A posted alert without the API's shape (not an object, no ``labels``, a non-string value,
+    an unreadable time): Alertmanager's OpenAPI layer refuses the whole request for it.
+
+    ``status`` is what that layer (go-swagger) answers: 422 for a missing
+    required field, 400 where the JSON does not decode into the API's types.
+    """
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class InvalidAlerts(ValueError):
+    """Some posted alerts were invalid; the valid ones were taken.
+
+    ``errors`` holds Alertmanager's messages, ``taken`` how many updates were routed.
+    """
+
+    def __init__(self, errors: list[str], taken: int) -> None:
+        super().__init__("; ".join(errors))
+        self.errors = list(errors)
+        self.taken = taken
+
+
 class ReceivedAlerts:
     """The externally posted alerts, by fingerprint.
 
@@ -76,54 +102,87 @@ class ReceivedAlerts:
         self.counts = {"received": 0, "invalid": 0, "resolved": 0}
 
     @staticmethod
-    def validate(item: Any) -> tuple[dict, dict, Optional[float], Optional[float], str]:
-        """Check one ``postableAlert``; returns labels, annotations, starts, ends, generatorURL."""
+    def validate(item: Any, now: Optional[float] = None) -> tuple[dict, dict, Optional[float], Optional[float], str]:
+        """Check one ``postableAlert``; returns labels, annotations, starts, ends, generatorURL.
+
+        As Alertmanager's ``postAlertsHandler``: labels with an empty value are
+        removed first (``removeEmptyLabels``), then the alert is validated
+        (``Alert.Validate``): the end not before the start, valid label and
+        annotation names (``[a-zA-Z_][a-zA-Z0-9_]*``), at least one label.
+        Raises :class:`MalformedAlert` (a ``ValueError``) where the body does
+        not have the API's shape (Alertmanager's OpenAPI layer refuses the
+        whole request then), ``ValueError`` with Alertmanager's message
+        otherwise.  ``now`` fills in a missing ``startsAt`` (the end, when one
+        is given, as Alertmanager does) before the check.
+        """
         if not isinstance(item, Mapping):
-            raise ValueError(f"an alert must be an object, got {type(item).__name__}")
-        unknown = set(item) - {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
-        if unknown:
-            raise ValueError(f"unknown alert field(s) {sorted(unknown)}")
+            raise MalformedAlert(f"an alert must be an object, got {type(item).__name__}")
+        if "labels" not in item:
+            raise MalformedAlert("labels in body is required", status=422)
         labels = item.get("labels")
-        if not isinstance(labels, Mapping) or not labels:
-            raise ValueError("an alert needs at least one label")
-        annotations = item.get("annotations") or {}
+        annotations = item.get("annotations")
+        if annotations is None:
+            annotations = {}
         for what, m in (("labels", labels), ("annotations", annotations)):
             if not isinstance(m, Mapping):
-                raise ValueError(f"{what} must be an object of strings")
+                raise MalformedAlert(f"{what} must be an object of strings")
             for k, v in m.items():
-                if not isinstance(k, str) or not k or not isinstance(v, str):
-                    raise ValueError(f"{what}: {k!r}: {v!r} is not a string pair")
-        for k, v in labels.items():
-            if v == "":
-                raise ValueError(f"label {k!r} has an empty value")
-        starts = parse_time(item.get("startsAt"), "startsAt")
-        ends = parse_time(item.get("endsAt"), "endsAt")
-        if starts is not None and ends is not None and ends < starts:
-            raise ValueError("start time must be before end time")
+                if not isinstance(k, str) or not isinstance(v, str):
+                    raise MalformedAlert(f"{what}: {k!r}: {v!r} is not a string pair")
         url = item.get("generatorURL") or ""
         if not isinstance(url, str):
-            raise ValueError("generatorURL must be a string")
+            raise MalformedAlert("generatorURL must be a string")
+        try:
+            starts = parse_time(item.get("startsAt"), "startsAt")
+            ends = parse_time(item.get("endsAt"), "endsAt")
+        except ValueError as e:
+            raise MalformedAlert(str(e)) from None
+        labels = {k: v for k, v in labels.items() if v != ""}   # removeEmptyLabels
+        if starts is None:
+            starts = ends if ends is not None else now
+        if starts is None:
+            raise ValueError("start time missing")
+        if ends is not None and ends < starts:
+            raise ValueError("start time must be before end time")
+        for k in labels:
+            if not _LABEL_NAME.match(k):
+                raise ValueError(f'invalid label set: invalid name "{k}"')
+        if not labels:
+            raise ValueError("at least one label pair required")
+        for k in annotations:
+            if not _LABEL_NAME.match(k):
+                raise ValueError(f'invalid annotations: invalid name "{k}"')
         return dict(labels), dict(annotations), starts, ends, url
 
-    def receive(self, items: Iterable[Any], now: float) -> list[Notification]:
-        """Take posted alerts (all validated first: one bad alert refuses the batch,
-        as Alertmanager's API does); returns the updates for the dispatcher."""
+    def receive(self, items: Iterable[Any], now: float) -> tuple[list[Notification], list[str]]:
+        """Take posted alerts, as Alertmanager's ``postAlertsHandler`` does.
+
+        The valid alerts are stored, the invalid ones counted; returns the
+        updates for the dispatcher and the errors (Alertmanager answers 400
+        with them, joined by ``"; "``, after storing the valid alerts).
+
+        Raises
+        ------
+        MalformedAlert
+            When an item does not have the API's shape; then nothing is taken.
+        """
         from .alertmanager_config import label_fingerprint
 
-        parsed = []
+        items = list(items)
+        parsed, errors = [], []
         for i, item in enumerate(items):
             try:
-                parsed.append(self.validate(item))
+                parsed.append(self.validate(item, now))
+            except MalformedAlert as e:
+                raise MalformedAlert(f"alert {i}: {e}", e.status) from None
             except ValueError as e:
                 self.counts["invalid"] += 1
-                raise ValueError(f"alert {i}: {e}") from None
+                errors.append(str(e))
         out = []
         with self._lock:
             for labels, annotations, starts, ends, url in parsed:
                 fp = label_fingerprint(labels)
                 old = self._alerts.get(fp)
-                if starts is None:
-                    starts = now
                 if old is not None and old["status"] == FIRING and old["starts_at"] <= starts:
                     starts = old["starts_at"]   # Alertmanager merges: the earlier start stays
                 timeout = ends is None
@@ -135,7 +194,7 @@ class ReceivedAlerts:
                                     "updated_at": now, "status": status}
                 self.counts["received"] += 1
                 out.append(self._notification(fp))
-        return out
+        return out, errors
 
     def expire(self, now: float) -> list[Notification]:
         """Alerts whose ``ends_at`` passed since the last call: their resolved updates."""
@@ -184,8 +243,6 @@ class ReceivedAlerts:
         except ValueError:
             severity = Severity.WARNING   # a label like "sev1": kept as a label, shown as warning
         annotations = dict(a["annotations"])
-        if a["generator_url"]:
-            annotations.setdefault("generatorURL", a["generator_url"])
         ends = a["ends_at"] if a["status"] == RESOLVED else None
         if ends is not None and not math.isfinite(ends):
             ends = None
@@ -194,4 +251,4 @@ class ReceivedAlerts:
             summary=annotations.get("summary", ""), description=annotations.get("description", ""),
             labels=labels, annotations=annotations, starts_at=a["starts_at"],
             ends_at=max(ends, a["starts_at"]) if ends is not None else None,
-            wedding_id=labels.get("wedding_id") or None)
+            wedding_id=labels.get("wedding_id") or None, generator_url=a["generator_url"])

@@ -396,6 +396,7 @@ class _Group:
     flushed: bool = False
     sent: Optional[_Sent] = None
     escalation: Optional[Escalation] = None
+    nflog: dict = dataclasses.field(default_factory=dict)   # integration -> _Sent
 
 
 class Dispatcher:
@@ -410,6 +411,15 @@ class Dispatcher:
         used as configured.
     silences : SilenceStore, optional
         Shared store; a new empty one by default.
+    integrations : mapping of str to list of (str, bool), optional
+        For receivers made of several integrations (an ``alertmanager.yml``
+        receiver): each integration's name and ``send_resolved``.  Such a
+        receiver is deduplicated per integration, as Alertmanager's
+        notification log does (``DedupStage.needsUpdate`` with the
+        integration's ``send_resolved``): an integration that does not want
+        resolved alerts gets nothing when an alert of its group resolves, and
+        its ``repeat_interval`` counts from its own last message.  Messages
+        meant for only some integrations carry them in ``group.targets``.
 
     Examples
     --------
@@ -423,7 +433,8 @@ class Dispatcher:
     """
 
     def __init__(self, config: Union[RoutingConfig, Mapping[str, Any]], *, priority: Any = None,
-                 silences: Optional[SilenceStore] = None) -> None:
+                 silences: Optional[SilenceStore] = None,
+                 integrations: Optional[Mapping[str, Iterable[tuple[str, bool]]]] = None) -> None:
         if isinstance(config, Mapping):
             config = RoutingConfig.model_validate(dict(config))
         elif not isinstance(config, RoutingConfig):
@@ -434,6 +445,9 @@ class Dispatcher:
         self.silences = silences if silences is not None else SilenceStore()
         self._mutes = {m.name: m for m in config.mute_time_intervals}
         self._policies = {p.name: p for p in config.escalation_policies}
+        self._integrations = {name: tuple((str(t), bool(sr)) for t, sr in items)
+                              for name, items in (integrations or {}).items()}
+        self._integrations = {k: v for k, v in self._integrations.items() if v}
         self._groups: dict[str, _Group] = {}
         self._firing: dict[str, Notification] = {}   # every firing alert: inhibition sources
         # Per inhibit rule: values of its `equal` labels -> firing source alert ids.
@@ -685,7 +699,13 @@ class Dispatcher:
             visible = self._visible(group, now)
             firing = frozenset(a.alert_id for a in visible if a.status == FIRING)
             resolved = frozenset(a.alert_id for a in visible if a.status != FIRING)
-            reason = self._needs_update(group.sent, firing, resolved, node, now)
+            profile = self._integrations.get(node.receiver)
+            if profile is not None and node.escalation is None and group.escalation is None:
+                out = self._flush_integrations(group, profile, visible, firing, resolved, now)
+                reason = None
+            else:
+                reason = self._needs_update(group.sent, firing, resolved, node.send_resolved,
+                                            node.repeat_interval, now)
             if reason is not None and visible:
                 group.sent = _Sent(firing, resolved, now)
                 # Everyone paged so far hears the resolve, even though it ends the escalation.
@@ -717,7 +737,7 @@ class Dispatcher:
 
     @staticmethod
     def _needs_update(sent: Optional[_Sent], firing: frozenset, resolved: frozenset,
-                      node: RouteNode, now: float) -> Optional[str]:
+                      send_resolved: bool, repeat_interval: float, now: float) -> Optional[str]:
         """Alertmanager's ``DedupStage.needsUpdate``, returning why (or None)."""
         if sent is None:
             return REASON_INITIAL if firing else None
@@ -726,11 +746,34 @@ class Dispatcher:
         if not firing:
             # All resolved: tell whoever was told they fired.
             return REASON_RESOLVED if sent.firing else None
-        if node.send_resolved and not resolved <= sent.resolved:
+        if send_resolved and not resolved <= sent.resolved:
             return REASON_UPDATE
-        if sent.at <= now - node.repeat_interval:
+        if sent.at <= now - repeat_interval:
             return REASON_REPEAT
         return None
+
+    def _flush_integrations(self, group: _Group, profile: tuple, visible: list, firing: frozenset,
+                            resolved: frozenset, now: float) -> list[RoutedNotification]:
+        """One receiver of several integrations, each with its own notification log entry."""
+        if not visible:
+            return []
+        node = group.node
+        due: dict[str, str] = {}
+        for target, send_resolved in profile:
+            why = self._needs_update(group.nflog.get(target), firing, resolved, send_resolved,
+                                     node.repeat_interval, now)
+            if why is not None:
+                due[target] = why
+                # logged even when the integration is then sent nothing (resolved
+                # alerts to one without send_resolved), as Alertmanager does
+                group.nflog[target] = _Sent(firing, resolved, now)
+        if not due:
+            return []
+        group.sent = _Sent(firing, resolved, now)
+        order = (REASON_INITIAL, REASON_UPDATE, REASON_RESOLVED, REASON_REPEAT)
+        reason = min(due.values(), key=order.index)
+        targets = None if len(due) == len(profile) else frozenset(due)
+        return self._messages(group, visible, reason, (node.receiver,), now, targets=targets)
 
     def _track_escalation(self, group: _Group, firing: frozenset, visible: list, now: float) -> None:
         name = group.node.escalation
@@ -769,12 +812,13 @@ class Dispatcher:
         return tuple(dict.fromkeys(names))
 
     def _messages(self, group: _Group, alerts: list[Notification], reason: str,
-                  receivers: Iterable[str], now: float) -> list[RoutedNotification]:
+                  receivers: Iterable[str], now: float,
+                  targets: Optional[frozenset] = None) -> list[RoutedNotification]:
         level = group.escalation.level if group.escalation is not None else 0
         # Firing first, then resolved; each in a stable order.
         ordered = sorted(alerts, key=lambda a: (a.status != FIRING, a.starts_at, a.alert_id))
         stamped = tuple(dataclasses.replace(a, group_key=group.key, escalation_level=level) for a in ordered)
-        message = NotificationGroup(stamped, group_key=group.key)
+        message = NotificationGroup(stamped, group_key=group.key, group_labels=group.labels, targets=targets)
         return [RoutedNotification(receiver=r, group=message, group_key=group.key,
                                    group_labels=dict(group.labels), route=group.node.path,
                                    reason=reason, escalation_level=level, at=now)

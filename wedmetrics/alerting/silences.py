@@ -365,7 +365,8 @@ class MuteInterval(pydantic.BaseModel):
     """A named, recurring mute window (Alertmanager's ``time_intervals``).
 
     Either give ``time_intervals`` (a list of :class:`TimeInterval`), or the
-    parts of a single one at the top level.
+    parts of a single one at the top level.  An empty list never holds (as in
+    Alertmanager); a :class:`TimeInterval` with no fields always holds.
 
     Examples
     --------
@@ -391,15 +392,9 @@ class MuteInterval(pydantic.BaseModel):
             data["time_intervals"] = [{p: data.pop(p) for p in parts if p in data}]
         return data
 
-    @pydantic.field_validator("time_intervals")
-    @classmethod
-    def _not_empty(cls, v: tuple[TimeInterval, ...]) -> tuple[TimeInterval, ...]:
-        if not v:
-            raise ValueError("a mute interval needs at least one time interval")
-        return v
-
     def active(self, now: float) -> bool:
-        """True when any of its windows contains ``now``."""
+        """True when any of its windows contains ``now`` (never, with no windows:
+        as in Alertmanager, ``time_intervals: []`` neither mutes nor activates)."""
         if isinstance(now, bool) or not isinstance(now, (int, float)) or not math.isfinite(now):
             raise ValueError(f"MuteInterval.active: now must be finite epoch seconds, got {now!r}")
         return any(ti.contains(float(now)) for ti in self.time_intervals)

@@ -29,8 +29,8 @@ from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import JSONResponse
 
 import wedmetrics
-from wedmetrics.alerting.matchers import Matcher, matches_all, parse_matcher_list
-from wedmetrics.alerting.received import format_time, parse_time
+from wedmetrics.alerting.matchers import Matcher, compile_re2, matches_all, parse_matcher_list
+from wedmetrics.alerting.received import InvalidAlerts, MalformedAlert, format_time, parse_time
 from wedmetrics.alerting.routing import alert_labels
 from wedmetrics.alerting.silences import Silence
 
@@ -42,6 +42,11 @@ API_PREFIX = "/api/v2"
 def _error(status: int, message: str) -> JSONResponse:
     # Alertmanager answers errors with a JSON string body.
     return JSONResponse(status_code=status, content=message)
+
+
+def _receiver(receiver: Optional[str]):
+    # Alertmanager compiles it as "^(?:" + receiver + ")$" with Go's (RE2) regexp
+    return None if receiver is None else compile_re2(receiver)
 
 
 def _filter(filter_: Optional[list[str]]) -> list[Matcher]:
@@ -93,7 +98,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
         names = dict.fromkeys(n.receiver for n in dispatcher.routes_for(labels))
         return [{"name": n} for n in names]
 
-    def gettable(fp: str, notification, updated_at: float, generator_url: str, t: float) -> dict:
+    def gettable(fp: str, notification, updated_at: float, t: float) -> dict:
         muted = dispatcher.muted_by(notification, t)
         silenced, inhibited = muted["silenced_by"], muted["inhibited_by"]
         labels = dict(notification.labels)
@@ -101,7 +106,7 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             "labels": labels, "annotations": dict(notification.annotations),
             "startsAt": format_time(notification.starts_at),
             "endsAt": format_time(notification.ends_at) or format_time(t + 300.0),
-            "updatedAt": format_time(updated_at), "generatorURL": generator_url, "fingerprint": fp,
+            "updatedAt": format_time(updated_at), "generatorURL": notification.generator_url, "fingerprint": fp,
             "receivers": receivers_for(alert_labels(notification, am_mode, wedding_labels)),
             "status": {"state": "suppressed" if silenced or inhibited else "active",
                        "silencedBy": silenced, "inhibitedBy": inhibited, "mutedBy": []},
@@ -113,13 +118,13 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             if a["status"] != "firing" or a["ends_at"] <= t:
                 continue
             n = alerts.received.notification(a["fingerprint"])
-            item = gettable(a["fingerprint"], n, a["updated_at"], a["generator_url"], t)
+            item = gettable(a["fingerprint"], n, a["updated_at"], t)
             item["endsAt"] = format_time(a["ends_at"])
             out.append(item)
         for view in alerts.active(include_pending=False):
             n = alerts.notification_for(view.id)
             if n is not None:
-                out.append(gettable(view.id, n, view.fired_at or t, "", t))
+                out.append(gettable(view.id, n, view.fired_at or t, t))
         return out
 
     def wanted(item: dict, active: bool, silenced: bool, inhibited: bool, matchers: list[Matcher],
@@ -131,19 +136,23 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             return False
         if st["state"] == "active" and not active:
             return False
-        if receiver is not None:
-            import re
-            if not any(re.fullmatch(receiver, r["name"]) for r in item["receivers"]):
-                return False
+        if receiver is not None and not any(receiver.match(r["name"]) for r in item["receivers"]):
+            return False
         return matches_all(matchers, item["labels"])
 
     @api.post("/alerts")
     def post_alerts(body: Any = Body(...)):
+        # Alertmanager's postAlertsHandler: empty labels removed, the valid
+        # alerts stored, then 400 with the invalid ones' errors ("; "-joined).
+        # A body without the API's shape is refused whole, as its OpenAPI layer
+        # does (400 where it does not decode, 422 for a missing required field).
         if not isinstance(body, list):
             return _error(400, "body must be a JSON list of alerts")
         try:
             alerts.receive_alerts(body, now())
-        except ValueError as e:
+        except MalformedAlert as e:
+            return _error(e.status, str(e))
+        except InvalidAlerts as e:
             return _error(400, str(e))
         return JSONResponse(status_code=200, content=None)
 
@@ -152,25 +161,25 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
                    unprocessed: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
         try:
-            matchers = _filter(filter)
+            matchers, receiver_re = _filter(filter), _receiver(receiver)
         except ValueError as e:
             return _error(400, str(e))
         t = now()
-        return [a for a in current_alerts(t) if wanted(a, active, silenced, inhibited, matchers, receiver)]
+        return [a for a in current_alerts(t) if wanted(a, active, silenced, inhibited, matchers, receiver_re)]
 
     @api.get("/alerts/groups")
     def get_groups(active: bool = True, silenced: bool = True, inhibited: bool = True,
                    muted: bool = True, filter: Optional[list[str]] = Query(None),
                    receiver: Optional[str] = None):
         try:
-            matchers = _filter(filter)
+            matchers, receiver_re = _filter(filter), _receiver(receiver)
         except ValueError as e:
             return _error(400, str(e))
         t = now()
         by_fp = {a["fingerprint"]: a for a in current_alerts(t)}
         out = []
         for g in dispatcher.groups():
-            if receiver is not None and g["receiver"] != receiver:
+            if receiver_re is not None and not receiver_re.match(g["receiver"]):
                 continue
             members = [by_fp[fp] for fp in g["alerts"] if fp in by_fp
                        and wanted(by_fp[fp], active, silenced, inhibited, matchers, None)]
@@ -201,9 +210,17 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             if matchers and not all(any(f == m for m in s.matchers) or f.matches(labels) for f in matchers):
                 continue
             out.append(gettable_silence(s, t))
+        # Alertmanager's SortSilences: active by end, pending by start (ascending),
+        # expired by end, latest first
         order = {"active": 0, "pending": 1, "expired": 2}
-        out.sort(key=lambda x: (order[x["status"]["state"]], x["endsAt"] if x["status"]["state"] != "pending"
-                                else x["startsAt"]))
+
+        def key(x: dict) -> tuple:
+            state = x["status"]["state"]
+            if state == "pending":
+                return (1, parse_time(x["startsAt"], "startsAt"))
+            end = parse_time(x["endsAt"], "endsAt")
+            return (order[state], -end if state == "expired" else end)
+        out.sort(key=key)
         return out
 
     @api.post("/silences")
@@ -251,7 +268,9 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
 
     @api.get("/receivers")
     def get_receivers():
-        names: dict[str, None] = {}
+        # every configured receiver, used by a route or not, as Alertmanager lists them
+        am = alerts.alertmanager_config
+        names: dict[str, None] = dict.fromkeys(am.receivers) if am is not None else {}
 
         def walk(r):
             if r.receiver:
@@ -259,6 +278,9 @@ def alertmanager_router(alerts, *, prefix: str = API_PREFIX, dependencies=(),
             for c in r.routes:
                 walk(c)
         walk(dispatcher.config.route)
+        for p in dispatcher.config.escalation_policies:
+            for level in p.levels:
+                names.update(dict.fromkeys(level.receivers))
         return [{"name": n} for n in names]
 
     @api.get("/status")

@@ -23,11 +23,13 @@ class Hook:
 
     def __init__(self) -> None:
         self.bodies: list[dict] = []
+        self.paths: list[str] = []     # the path of each body, in order
         hook = self
 
         class H(http.server.BaseHTTPRequestHandler):
             def do_POST(self):  # noqa: N802
                 n = int(self.headers.get("Content-Length", 0))
+                hook.paths.append(self.path)
                 hook.bodies.append(json.loads(self.rfile.read(n)))
                 self.send_response(200)
                 self.end_headers()
@@ -47,6 +49,10 @@ class Hook:
         self.thread = threading.Thread(target=self.server.serve_forever, name="hook", daemon=True)
         self.thread.start()
         self.url = f"http://127.0.0.1:{self.server.server_port}"
+
+    def to(self, path: str) -> list[dict]:
+        """The bodies posted to ``path``."""
+        return [b for p, b in zip(list(self.paths), list(self.bodies)) if p == path]
 
     def close(self) -> None:
         self.server.shutdown()

@@ -114,7 +114,7 @@ route:
      "- name: 'team-X-mails'\n", "repeat_interval cannot be zero"),
     ("TestSlackNoAPIURL", "route: {receiver: s}\nreceivers:\n- name: s\n  slack_configs: [{channel: '#x'}]\n",
      "no Slack API URL nor App token set either inline or in a file"),
-    ("TestEmptyFieldsAndRegex (email without smarthost)", "route: {receiver: e}\nreceivers:\n- name: e\n"
+    ("config.go Config.UnmarshalYAML (email_configs without a smarthost; no Go test asserts it)", "route: {receiver: e}\nreceivers:\n- name: e\n"
      "  email_configs: [{to: a@b.c}]\n", "no global SMTP smarthost set"),
     ("issue#12 unknown integration", "route: {receiver: p}\nreceivers:\n- name: p\n  pagerduty_configs: [{}]\n",
      "pagerduty_configs is an Alertmanager integration wedmetrics does not implement"),
@@ -308,9 +308,10 @@ def test_wedding_severity_has_its_own_label_and_never_overwrites_the_users():
         assert [(a.labels.get("severity"), a.severity) for a in views] == [(None, "critical"), ("sev3", "critical")]
         assert all("wedding_severity" not in a.labels for a in views)
         seen = [alert_labels(alerts.notification_for(a.id)) for a in views]
-        # matchers see the raised level as wedding_severity, and as severity only where the user wrote none
-        assert [(s["severity"], s["wedding_severity"]) for s in seen] == [("critical", "critical"),
-                                                                          ("sev3", "critical")]
+        # matchers see the raised level as wedding_severity; severity is the rule's, only where the
+        # user wrote none; alertname is the rule, as Prometheus sets it
+        assert [(s["alertname"], s["severity"], s["wedding_severity"]) for s in seen] == [
+            ("Slow", "warning", "critical"), ("Slow", "sev3", "critical")]
     finally:
         alerts.close()
         engine.close()

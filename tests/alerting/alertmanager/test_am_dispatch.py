@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from wedmetrics.alerting.alertmanager_config import load_alertmanager_config
+from wedmetrics.alerting.alertmanager_config import label_fingerprint, load_alertmanager_config
 from wedmetrics.alerting.notification import Notification
 from wedmetrics.alerting.routing import Dispatcher
 
@@ -124,6 +124,18 @@ def test_route_match(go_test, labels, want):
     assert got == want
 
 
+def test_route_walk():
+    """TestRouteWalk: the route tree walked depth first, parents before children."""
+    root = Dispatcher(load_alertmanager_config(config(MATCH_TREE)).routing).root
+
+    def walk(node):
+        yield node.receiver
+        for child in node.children:
+            yield from walk(child)
+    assert list(walk(root)) == ["notify-def", "notify-A", "notify-testing", "notify-productionA",
+                                "notify-productionB", "notify-BC", "notify-def", "notify-testing", "notify-testing"]
+
+
 def test_inherit_parent_group_by_all():
     """TestInheritParentGroupByAll"""
     cfg = config("""\
@@ -225,3 +237,61 @@ def test_alert_creating_a_group_that_waited_group_wait_flushes_at_once():
     d = Dispatcher({"route": {"receiver": "n1", "group_by": ["a"], "group_wait": 30}, "alertmanager": True})
     d.update(am_alert("old", T0 - 3600), T0)
     assert d.next_due() == T0
+
+
+def test_groups():
+    """TestGroups: the dispatcher's groups (labels, receiver, alerts) and each alert's receivers."""
+    cfg = load_alertmanager_config("""
+receivers:
+- name: 'kafka'
+- name: 'prod'
+- name: 'testing'
+
+route:
+  group_by: ['alertname']
+  group_wait: 10ms
+  group_interval: 10ms
+  receiver: 'prod'
+  routes:
+  - match:
+      env: 'testing'
+    receiver: 'testing'
+    group_by: ['alertname', 'service']
+  - match:
+      env: 'prod'
+    receiver: 'prod'
+    group_by: ['alertname', 'service', 'cluster']
+    continue: true
+  - match:
+      kafka: 'yes'
+    receiver: 'kafka'
+    group_by: ['alertname', 'service', 'cluster']
+""")
+    inputs = [
+        {"alertname": "OtherAlert", "cluster": "cc", "service": "dd"},
+        {"env": "testing", "alertname": "TestingAlert", "service": "api", "instance": "inst1"},
+        {"env": "prod", "alertname": "HighErrorRate", "cluster": "aa", "service": "api", "instance": "inst1"},
+        {"env": "prod", "alertname": "HighErrorRate", "cluster": "aa", "service": "api", "instance": "inst2"},
+        {"env": "prod", "alertname": "HighErrorRate", "cluster": "bb", "service": "api", "instance": "inst1"},
+        {"env": "prod", "alertname": "HighLatency", "cluster": "bb", "service": "db", "kafka": "yes",
+         "instance": "inst3"},
+    ]
+    fps = [label_fingerprint(labels) for labels in inputs]
+    d = Dispatcher(cfg.routing)
+    d.update([Notification(fp, labels["alertname"], "firing", "warning", labels=labels, starts_at=T0)
+              for fp, labels in zip(fps, inputs)], T0)
+    sent = d.tick(T0 + 0.01)
+    assert sum(len(n.alerts) for n in sent) == 7           # the recorder's 7 alerts
+    got = sorted((g["receiver"], sorted(g["labels"].items()), sorted(g["alerts"])) for g in d.groups())
+    want = [
+        ("prod", {"alertname": "OtherAlert"}, [fps[0]]),
+        ("testing", {"alertname": "TestingAlert", "service": "api"}, [fps[1]]),
+        ("prod", {"alertname": "HighErrorRate", "service": "api", "cluster": "aa"}, sorted(fps[2:4])),
+        ("prod", {"alertname": "HighErrorRate", "service": "api", "cluster": "bb"}, [fps[4]]),
+        ("kafka", {"alertname": "HighLatency", "service": "db", "cluster": "bb"}, [fps[5]]),
+        ("prod", {"alertname": "HighLatency", "service": "db", "cluster": "bb"}, [fps[5]]),
+    ]
+    assert got == sorted((r, sorted(labels.items()), a) for r, labels, a in want)
+    receivers = {fp: sorted(n.receiver for n in d.routes_for(labels)) for fp, labels in zip(fps, inputs)}
+    assert receivers == {fps[0]: ["prod"], fps[1]: ["testing"], fps[2]: ["prod"], fps[3]: ["prod"],
+                         fps[4]: ["prod"], fps[5]: ["kafka", "prod"]}

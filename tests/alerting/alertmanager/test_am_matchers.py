@@ -2,14 +2,35 @@
 
 Each row names the Go test it comes from.  Facts carry over; the code is wedmetrics'.
 Go's ``NewMatcher(t, name, value)`` is ``Matcher(name, op, value)`` here.
+
+Every row runs with both regex engines: RE2 itself (``google-re2``, the
+``[re2]`` extra, in ``[test]``) and the translation to Python's ``re``
+that is used without it.
 """
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
+from wedmetrics.alerting import matchers as matchers_module
 from wedmetrics.alerting.matchers import Matcher, parse_matcher_list
+
+try:
+    import re2  # noqa: F401
+    HAVE_RE2 = True
+except ImportError:
+    HAVE_RE2 = False
+
+
+@pytest.fixture(autouse=True, params=["re2", "python"])
+def regex_engine(request):
+    if request.param == "re2" and not HAVE_RE2:
+        pytest.skip("google-re2 is not installed (pip install 'wedmetrics[re2]')")
+    previous = matchers_module.use_regex_engine(request.param)
+    yield request.param
+    matchers_module.use_regex_engine(previous)
 
 EQ, NE, RE, NRE = "=", "!=", "=~", "!~"
 
@@ -180,6 +201,14 @@ RE2 = [
     ("issue#12", "x$", "x\n", False),
     ("issue#12", "\\d+", "٣", False),           # RE2 \d is ASCII
     ("issue#12", "[[:alpha:]]+", "abc", True),
+    ("issue#12", "(?U)a+", "aaa", True),           # ungreedy: accepted, as RE2 does
+    ("issue#12", "(?U)a+?b", "aab", True),
+    ("issue#12", "\\bfoo\\b", "foo", True),
+    ("issue#12", "x\\bé", "xé", True),            # RE2 \b is ASCII: a boundary between x and é
+    ("issue#12", "a{,3}", "a{,3}", True),          # not a repeat in RE2: the literal text
+    ("issue#12", "a{,3}", "aaa", False),
+    ("issue#12", "a{2,3}", "aaa", True),
+    ("issue#12", "\\x{41}\\x42", "AB", True),
 ]
 
 
@@ -188,7 +217,22 @@ def test_re2_corners(source, pattern, value, match):
     assert Matcher("l", RE, pattern).matches_value(value) is match
 
 
-@pytest.mark.parametrize("pattern", ["(?=a)", "(a)\\1", "(?<!a)b", "(?U)a+"])
-def test_perl_features_re2_refuses_are_refused(pattern):
+@pytest.mark.parametrize("pattern", ["(?=a)", "(a)\\1", "(?<!a)b", "\\Z", "a{1001}", "a{2,1}", "a**", "a*+",
+                                     "\\C", "\\u0041", "*a"])
+def test_what_re2_refuses_is_refused(pattern):
     with pytest.raises(ValueError, match="regex"):
         Matcher("l", RE, pattern)
+
+
+def test_catastrophic_patterns_are_linear_with_re2_and_refused_by_the_translator(regex_engine):
+    # (a+)+b against 26 a's takes seconds in a backtracking engine; it is reachable from a
+    # config, a silence or a filter= and would run inside the dispatcher's lock.
+    for pattern in ("(a+)+b", "(a|a)*b", "(.*a){12}"):
+        if regex_engine == "python":
+            with pytest.raises(ValueError, match="wedmetrics\\[re2\\]"):
+                Matcher("l", RE, pattern)
+            continue
+        m = Matcher("l", RE, pattern)
+        started = time.perf_counter()
+        assert m.matches_value("a" * 26) is (pattern == "(.*a){12}")
+        assert time.perf_counter() - started < 0.1

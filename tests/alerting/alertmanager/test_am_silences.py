@@ -100,6 +100,39 @@ def test_silence_can_update(go_test, a, b, ok):
     assert not can_update(sil(*a), sil(*b, matchers=['a="c"']), NOW)
 
 
+def test_silence_can_update_bad_arguments():
+    """TestSilenceCanUpdate, row "Bad arguments": b ends before it starts.  Go's CanUpdate answers
+    false; here such a silence cannot be made at all (nor stored through set())."""
+    go_test = "TestSilenceCanUpdate/bad arguments"
+    with pytest.raises(pydantic.ValidationError, match="end"):
+        sil(NOW, NOW - MIN)
+    store = SilenceStore()
+    first = store.set({"matchers": AB, "starts_at": NOW, "ends_at": NOW + HOUR, "created_by": "ana"}, NOW)
+    with pytest.raises(ValueError):
+        store.set({"id": first.id, "matchers": AB, "starts_at": NOW, "ends_at": NOW - MIN, "created_by": "ana"}, NOW)
+    assert store.get(first.id).ends_at == NOW + HOUR, go_test
+
+
+# TestQMatches: does a silence with these matchers mute the label set (the query keeps it)?
+QM_LABELS = {"job": "test", "instance": "web-1", "path": "/user/profile", "method": "GET"}
+QMATCHES = [
+    ("TestQMatches", ['job="test"'], True),
+    ("TestQMatches", ['job!="test"'], False),
+    ("TestQMatches", ['job="test"', 'method="POST"'], False),
+    ("TestQMatches", ['job="test"', 'method!="POST"'], True),
+    ("TestQMatches", ['path=~"/user/.+"'], True),
+    ("TestQMatches", ['path!~"/user/.+"'], False),
+    ("TestQMatches", ['path=~"/user/.+"', 'path=~"/nothing/.+"'], False),
+]
+
+
+@pytest.mark.parametrize("go_test,matchers,drop", QMATCHES)
+def test_qmatches(go_test, matchers, drop):
+    s = sil(NOW - MIN, NOW + HOUR, matchers=matchers)
+    assert s.mutes(QM_LABELS, NOW) is drop
+    assert (SilenceStore([s]).silenced_by(QM_LABELS, NOW) == [s.id]) is drop
+
+
 def test_silence_expire():
     """TestSilenceExpire: pending -> starts=ends=now (expired from then on), active -> ends now, expired unchanged."""
     store = SilenceStore([sil(NOW + MIN, NOW + HOUR, id="pending", updated_at=NOW - HOUR),
